@@ -1,0 +1,124 @@
+"""``report.md``: the comparison table, the plots, and the runs that did not finish."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ftlab.reporting.fmt import DASH, PARETO_MARK, table
+from ftlab.reporting.load import UNREADABLE
+
+TEXT_HEADERS = {"model", "method", "data"}
+PLOT_CAPTIONS = {
+    "acc_vs_params": "Test accuracy vs trainable parameters",
+    "acc_vs_time": "Test accuracy vs training time",
+    "acc_vs_samples": "Test accuracy vs training samples per class",
+}
+
+
+def status_counts(df: pd.DataFrame) -> dict[str, int]:
+    """Runs per status, the four expected ones first (zero included), then any others."""
+    counts = df["status"].value_counts().to_dict()
+    ordered = {s: int(counts.pop(s, 0)) for s in ("done", "skipped", "failed", UNREADABLE)}
+    ordered.update({str(s): int(n) for s, n in sorted(counts.items())})
+    return ordered
+
+
+def counts_line(df: pd.DataFrame) -> str:
+    return ", ".join(f"{n} {status}" for status, n in status_counts(df).items())
+
+
+def render(
+    df: pd.DataFrame, summary: pd.DataFrame, title: str, source: str, plots: dict[str, str]
+) -> str:
+    """The whole report; ``plots`` maps plot keys to file names relative to the report."""
+    out = [f"# {title}", ""]
+    out += [f"{len(df)} runs from `{source}`: {counts_line(df)}.", ""]
+    out += ["## Comparison", ""]
+    if summary.empty:
+        out += ["No completed runs to compare.", ""]
+    else:
+        out += [
+            f"One row per configuration over its `done` runs. Test accuracy is the mean ± "
+            f"sample standard deviation (ddof=1) over seeds ({DASH} for a single seed); the "
+            f"other columns are means over seeds. {PARETO_MARK} marks the Pareto front within "
+            f"a model and dataset: no other row reaches a higher test accuracy with as few or "
+            f"fewer trainable parameters.",
+            "",
+        ]
+        headers, rows = table(summary)
+        out += [*_table(headers, rows), ""]
+    if plots:
+        out += ["## Plots", ""]
+        for key, name in plots.items():
+            caption = PLOT_CAPTIONS.get(key, key)
+            out += [f"### {caption}", "", f"![{caption}]({name})", ""]
+        if "acc_vs_samples" in plots:
+            out += ["Runs on all samples have no samples-per-class value and appear only in "
+                    "the other plots.", ""]  # fmt: skip
+    out += _problem_section(df, "skipped", "Skipped runs", "reason", "reason")
+    out += _problem_section(df, "failed", "Failed runs", "error", "error (first line)")
+    unreadable = df[df["status"] == UNREADABLE]
+    if not unreadable.empty:
+        rows = [
+            [f"`{r['results_file']}`", _first_line(r["error"])] for _, r in unreadable.iterrows()
+        ]
+        out += ["## Unreadable results", "", *_table(["file", "problem"], rows), ""]
+    other = df[~df["status"].isin(["done", "skipped", "failed", UNREADABLE])]
+    if not other.empty:
+        rows = [
+            [*_run_cells(r), str(r["status"]), f"`{r['run_dir']}`"] for _, r in other.iterrows()
+        ]
+        out += ["## Runs with another status", ""]
+        out += [*_table(["model", "method", "data", "seed", "status", "run dir"], rows), ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _problem_section(df, status: str, heading: str, column: str, header: str) -> list[str]:
+    runs = df[df["status"] == status]
+    if runs.empty:
+        return []
+    rows = [
+        [*_run_cells(r), _first_line(r[column]), f"`{r['run_dir']}`"] for _, r in runs.iterrows()
+    ]
+    headers = ["model", "method", "data", "seed", header, "run dir"]
+    return [f"## {heading}", "", *_table(headers, rows), ""]
+
+
+def _run_cells(r: pd.Series) -> list[str]:
+    return [_text(r["model"]), _text(r["method_name"]), _text(r["data"]), _text(r["seed"])]
+
+
+def _text(value: object) -> str:
+    return "?" if value is None or pd.isna(value) else str(value)
+
+
+def _first_line(value: object, limit: int = 300) -> str:
+    if value is None or pd.isna(value) or not str(value).strip():
+        return DASH
+    line = str(value).strip().splitlines()[0].strip()
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    def align(h: str) -> str:
+        if h == PARETO_MARK:
+            return ":-:"
+        return (
+            "---:"
+            if h not in TEXT_HEADERS and rows and _numeric_column(h, headers, rows)
+            else ":--"
+        )
+
+    lines = ["| " + " | ".join(_cell(h) for h in headers) + " |"]
+    lines.append("|" + "|".join(align(h) for h in headers) + "|")
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _numeric_column(header: str, headers: list[str], rows: list[list[str]]) -> bool:
+    i = headers.index(header)
+    return all(c == DASH or c[:1].isdigit() or c[:1] == "-" for c in (row[i] for row in rows))
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
