@@ -1,0 +1,96 @@
+"""What a run costs: parameters, throughput, peak memory, fit time.
+
+Throughput counts every training batch after the first few (warm-up, compilation), from
+the end of one batch to the end of the next, so data loading is included; time spent in
+validation between epochs is not.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+
+def count_parameters(module: nn.Module) -> dict[str, int]:
+    params = {id(p): p for p in module.parameters()}.values()
+    total = sum(p.numel() for p in params)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    return {"params/trainable": trainable, "params/total": total}
+
+
+def peak_rss_bytes() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+class CostMetrics(pl.Callback):
+    def __init__(self, warmup_batches: int = 3) -> None:
+        self.warmup_batches = warmup_batches
+        self.reset()
+
+    def reset(self) -> None:
+        self.samples = 0
+        self.seconds = 0.0
+        self.seen = 0
+        self._last: float | None = None
+        self._fit_start = 0.0
+        self.fit_seconds = 0.0
+        self.params: dict[str, int] = {}
+
+    def _now(self, pl_module: pl.LightningModule) -> float:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        return time.perf_counter()
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.reset()
+        self.params = count_parameters(pl_module)
+        if pl_module.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(pl_module.device)
+        self._fit_start = time.perf_counter()
+        for logger in trainer.loggers:
+            logger.log_hyperparams({**self.params, "params/trainable_pct": self.trainable_pct})
+
+    @property
+    def trainable_pct(self) -> float:
+        total = self.params.get("params/total", 0)
+        return 100.0 * self.params.get("params/trainable", 0) / total if total else 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._last = None  # the gap across validation and epoch boundaries is not training
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch: Any, batch_idx: int) -> None:
+        now = self._now(pl_module)
+        self.seen += 1
+        if self._last is not None and self.seen > self.warmup_batches:
+            self.seconds += now - self._last
+            self.samples += _batch_size(batch) * trainer.world_size
+        self._last = now
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.fit_seconds = time.perf_counter() - self._fit_start
+
+    def summary(self, pl_module: pl.LightningModule | None = None) -> dict[str, Any]:
+        cuda = pl_module is not None and pl_module.device.type == "cuda"
+        return {
+            **self.params,
+            "params/trainable_pct": self.trainable_pct,
+            "speed/train_samples_per_s": self.samples / self.seconds if self.seconds else None,
+            "memory/peak_bytes": int(torch.cuda.max_memory_allocated(pl_module.device))
+            if cuda
+            else peak_rss_bytes(),
+            "memory/kind": "cuda_allocated" if cuda else "process_rss",
+            "time/fit_s": self.fit_seconds,
+        }
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, dict):
+        return int(batch["labels"].shape[0])
+    return int(batch[0].shape[0])

@@ -1,0 +1,84 @@
+"""``ftlab-eval``: rebuild a run from its checkpoint and test it.
+
+The checkpoint holds the trainable state and the resolved config, so evaluation builds
+the pretrained backbone afresh, applies the same method, loads the state and tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ftlab.errors import CheckpointError
+from ftlab.run import CONF_DIR, atomic_write_json, exit_on_user_error, register_resolvers
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only``), with a clear message when it is
+    missing, corrupt or not an ftlab checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"ckpt_path={str(path)!r} does not exist.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(
+            f"ckpt_path={str(path)!r} could not be read ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:160]}); it may be truncated or not a torch checkpoint."
+        ) from err
+    if not isinstance(ckpt, dict) or "ftlab" not in ckpt or "state_dict" not in ckpt:
+        raise CheckpointError(f"ckpt_path={str(path)!r} is not an ftlab checkpoint.")
+    return ckpt
+
+
+def rebuild(ckpt: dict[str, Any], data_overrides: dict | None = None):
+    """Backbone + method + module (+ data module) from a checkpoint, state loaded."""
+    from ftlab.train import build
+
+    cfg = OmegaConf.create(ckpt["ftlab"]["config"])
+    if data_overrides:
+        cfg.data = OmegaConf.merge(cfg.data, data_overrides)
+    datamodule, _, module, method = build(cfg)
+    method.apply(module)
+    module.load_trainable_state(ckpt["state_dict"])
+    return cfg, datamodule, module, method
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    import lightning.pytorch as pl
+    from hydra.utils import instantiate
+
+    ckpt = load_checkpoint(cfg.ckpt_path)
+    data_overrides = OmegaConf.to_container(cfg.get("data") or {}, resolve=True)
+    run_cfg, datamodule, module, method = rebuild(ckpt, data_overrides)
+    if cfg.get("merge_lora"):
+        if not hasattr(method, "merge"):
+            raise CheckpointError(
+                f"merge_lora=true but method {method.name!r} has nothing to merge."
+            )
+        method.merge(module)
+    pl.seed_everything(run_cfg.get("seed") or 0, workers=True)
+    trainer: pl.Trainer = instantiate(cfg.trainer)
+    metrics = trainer.test(module, datamodule=datamodule)[0]
+    out = {k: float(v) for k, v in metrics.items()}
+    out_dir = Path(cfg.paths.output_dir)
+    atomic_write_json(out_dir / "eval.json", {"ckpt_path": str(cfg.ckpt_path), **out})
+    return out
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    metrics = evaluate(cfg)
+    for key, value in sorted(metrics.items()):
+        print(f"{key}: {value:.4f}")
+
+
+register_resolvers()
+
+if __name__ == "__main__":
+    main()

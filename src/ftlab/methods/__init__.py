@@ -1,0 +1,9 @@
+"""Fine-tuning strategies as Lightning callbacks, one file each, all one shape."""
+
+from ftlab.methods.base import Method
+from ftlab.methods.full import Full
+from ftlab.methods.gradual import Gradual
+from ftlab.methods.last_n import LastN
+from ftlab.methods.linear_probe import LinearProbe
+
+__all__ = ["Full", "Gradual", "LastN", "LinearProbe", "Method"]

@@ -1,0 +1,131 @@
+"""The shape every fine-tuning method shares.
+
+A method is a Lightning callback. In ``setup`` (before checkpoint restore, before
+DDP/FSDP wrap, before optimizers) it calls :meth:`Method.apply`, which freezes the
+backbone, lets the subclass unfreeze or inject what it trains, and freezes BatchNorm
+statistics of what stays frozen. ``apply`` is idempotent and works without a Trainer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import lightning.pytorch as pl
+from torch import nn
+
+from ftlab.backbones.anatomy import Anatomy
+from ftlab.errors import ConfigError, MethodNotApplicable
+
+
+class Method(pl.Callback):
+    """Base class: subclasses set ``name``/``requires`` and implement :meth:`modify`."""
+
+    name: ClassVar[str] = "method"
+    requires: ClassVar[frozenset[str]] = frozenset({"head"})
+    suggestion: ClassVar[str] = ""
+
+    def __init__(self, lr: float | None = None, layer_decay: float | None = None, **_: Any):
+        if lr is not None and lr <= 0:
+            raise ConfigError(f"method.lr={lr} must be > 0.")
+        if layer_decay is not None and not 0 < layer_decay <= 1:
+            raise ConfigError(f"method.layer_decay={layer_decay} must be in (0, 1].")
+        self.lr = lr
+        self.layer_decay = layer_decay
+
+    # -- what users see ------------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        """Name plus the size knob, e.g. ``last_n(n=2)``: the row name in reports."""
+        return self.name
+
+    def hparams(self) -> dict[str, Any]:
+        return {"name": self.name, "lr": self.lr, "layer_decay": self.layer_decay}
+
+    # -- the mechanism ---------------------------------------------------------------------
+    def check(self, anatomy: Anatomy, backbone_label: str = "this backbone") -> None:
+        """Refuse, with a sentence, a backbone whose anatomy lacks what this method needs."""
+        missing = self.requires - anatomy.capabilities
+        if missing:
+            raise MethodNotApplicable(
+                f"method={self.name} needs {', '.join(sorted(missing))} but {backbone_label} "
+                f"({anatomy.family}) has none. {self.suggestion}".strip()
+            )
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.apply(pl_module)
+
+    def apply(self, module: nn.Module) -> nn.Module:
+        """Freeze, inject and mark what trains on ``module`` (a :class:`FineTuneModule`)."""
+        current = getattr(module, "method", None)
+        if current is self:
+            return module
+        if current is not None:
+            raise ConfigError(
+                f"method {current.name!r} is already applied to this module; build a fresh "
+                f"module to apply {self.name!r}."
+            )
+        backbone = module.backbone
+        self.check(backbone.anatomy, backbone.label)
+        backbone.requires_grad_(False)
+        self.modify(module)
+        module.head.requires_grad_(True)
+        freeze_batchnorm(backbone)
+        module.method = self
+        module.refresh_frozen_modules()
+        return module
+
+    def modify(self, module: nn.Module) -> None:
+        """Unfreeze or inject what this method trains (the head is handled by ``apply``)."""
+
+    def unfreeze_layers(self, module: nn.Module, first_layer_id: int) -> None:
+        """Make every backbone parameter with layer id >= ``first_layer_id`` trainable."""
+        for name, param in module.backbone.named_parameters():
+            if module.backbone.layer_id(name) >= first_layer_id:
+                param.requires_grad_(True)
+
+    # -- optimisation ------------------------------------------------------------------------
+    def lr_scale(self, module: nn.Module, param_name: str) -> float:
+        """Per-parameter LR multiplier: layer-wise decay from the head down, when set."""
+        if self.layer_decay is None or not param_name.startswith("backbone."):
+            return 1.0
+        backbone = module.backbone
+        depth = backbone.anatomy.num_layers  # the head sits one above the top layer id
+        return self.layer_decay ** (depth - backbone.layer_id(param_name.removeprefix("backbone.")))
+
+    def start_epoch(self, module: nn.Module, param_name: str) -> int:
+        """Epoch from which a trainable parameter's LR is non-zero (0: from the start)."""
+        return 0
+
+    def frozen_until(self, module: nn.Module, epoch: int) -> set[str]:
+        """Names of backbone sub-modules that stay in eval mode at ``epoch`` although
+        trainable (gradual unfreezing keeps BatchNorm statistics of waiting layers still)."""
+        return set()
+
+
+def freeze_batchnorm(root: nn.Module) -> int:
+    """Swap every BatchNorm whose affine parameters are all frozen for timm's frozen
+    version, so no parent ``.train()`` can update its running statistics."""
+    from timm.layers import freeze_batch_norm_2d
+
+    count = 0
+    for name, child in list(root.named_modules()):
+        if not isinstance(child, nn.modules.batchnorm._BatchNorm):
+            continue
+        if any(p.requires_grad for p in child.parameters()):
+            continue
+        frozen = freeze_batch_norm_2d(child)
+        if frozen is child:
+            continue
+        parent_name, _, attr = name.rpartition(".")
+        setattr(root.get_submodule(parent_name) if parent_name else root, attr, frozen)
+        count += 1
+    return count
+
+
+def validate_count(key: str, value: Any, upper: int | None = None, what: str = "") -> int:
+    """Check an integer size knob: positive, and at most ``upper`` when given."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{key}={value!r} must be a positive integer.")
+    if upper is not None and value > upper:
+        raise ConfigError(f"{key}={value} but {what} (valid: 1..{upper}).")
+    return value

@@ -1,0 +1,9 @@
+"""Seed method 1: train only a new head on frozen pretrained features."""
+
+from __future__ import annotations
+
+from ftlab.methods.base import Method
+
+
+class LinearProbe(Method):
+    name = "linear_probe"

@@ -1,0 +1,256 @@
+"""The LightningModule: backbone + fresh head + loss + metrics + optimizer.
+
+What trains is decided by the method callback (see :mod:`ftlab.methods`); this module
+builds its optimizer from whatever is trainable when ``configure_optimizers`` runs, and
+saves only that state in checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from ftlab.backbones.base import Backbone
+from ftlab.errors import CheckpointError, ConfigError
+
+
+class FineTuneModule(pl.LightningModule):
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_classes: int,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        warmup_fraction: float = 0.1,
+        min_lr_ratio: float = 0.01,
+        label_smoothing: float = 0.0,
+        head_dropout: float = 0.0,
+        weight_decay_norms: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ConfigError(f"num_classes={num_classes}: a classifier needs at least 2 classes.")
+        if not 0 <= warmup_fraction < 1:
+            raise ConfigError(f"module.warmup_fraction={warmup_fraction} must be in [0, 1).")
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.head = nn.Sequential(
+            nn.Dropout(head_dropout) if head_dropout else nn.Identity(),
+            nn.Linear(backbone.anatomy.feature_dim, num_classes),
+        )
+        self.optimizer_factory = optimizer or torch.optim.AdamW
+        self.warmup_fraction = warmup_fraction
+        self.min_lr_ratio = min_lr_ratio
+        self.weight_decay_norms = weight_decay_norms
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.method = None
+        self.frozen_modules: set[str] = set()
+        self.strict_loading = False  # checkpoints hold the trainable state only
+
+        metrics = {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "f1": MulticlassF1Score(num_classes, average="macro"),
+        }
+        if num_classes > 5:
+            metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+        self.train_metrics = MetricCollection({"acc": metrics["acc"].clone()}, prefix="train/")
+        self.val_metrics = MetricCollection(metrics).clone(prefix="val/")
+        self.test_metrics = MetricCollection(metrics).clone(prefix="test/")
+        self.val_acc_best = MaxMetric()
+
+    # -- forward -------------------------------------------------------------------------
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(self.backbone(batch))
+
+    def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(batch)
+        return self.loss_fn(logits.float(), batch["labels"]), logits
+
+    def training_step(self, batch, batch_idx):
+        loss, logits = self._step(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training loss ({loss.item()}) at step {self.global_step}: lower the "
+                "learning rate (method.lr) or use 32-true / bf16-mixed precision."
+            )
+        self.train_metrics.update(logits, batch["labels"])
+        bs = batch["labels"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=bs)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss, logits = self._step(batch)
+        self.val_metrics.update(logits, batch["labels"])
+        self.log(
+            "val/loss", loss, prog_bar=False, batch_size=batch["labels"].shape[0], sync_dist=True
+        )
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        self.val_metrics.reset()
+        acc = values.pop("val/acc")
+        self.log("val/acc", acc, prog_bar=True, sync_dist=True)
+        self.log_dict(values, sync_dist=True, prog_bar=False)
+        if not self.trainer.sanity_checking:
+            self.val_acc_best.update(acc)
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
+
+    def test_step(self, batch, batch_idx):
+        loss, logits = self._step(batch)
+        self.test_metrics.update(logits, batch["labels"])
+        self.log("test/loss", loss, batch_size=batch["labels"].shape[0], sync_dist=True)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute(), sync_dist=True)
+        self.test_metrics.reset()
+
+    # -- what trains, and which parts stay in eval mode ------------------------------------
+    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+
+    def refresh_frozen_modules(self, epoch: int = 0) -> None:
+        """Recompute which backbone sub-modules stay in eval mode: those with no trainable
+        parameter at all (no dropout or statistics in frozen layers), plus what the method
+        keeps waiting (gradual unfreezing)."""
+        frozen: set[str] = set()
+        for name, sub in self.backbone.named_modules():
+            params = list(sub.parameters())
+            if not params or any(p.requires_grad for p in params):
+                continue
+            if name and not any(name.startswith(f + ".") for f in frozen):
+                frozen.add(name)
+        if self.method is not None:
+            frozen |= self.method.frozen_until(self, epoch)
+        self.frozen_modules = {f"backbone.{n}" for n in frozen}
+        if self.training:
+            self.train(True)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode:
+            for name in self.frozen_modules:
+                self.get_submodule(name).eval()
+        return self
+
+    # -- optimisation ----------------------------------------------------------------------
+    def configure_optimizers(self):
+        method = self.method
+        groups: dict[tuple[float, bool, int], dict[str, Any]] = {}
+        probe = self.optimizer_factory([torch.zeros(1, requires_grad=True)])
+        base_lr = probe.defaults["lr"]
+        base_wd = probe.defaults.get("weight_decay", 0.0)
+        for name, param in self.trainable_parameters():
+            scale = method.lr_scale(self, name) if method else 1.0
+            start = method.start_epoch(self, name) if method else 0
+            decay = self._decays(name, param)
+            key = (scale, decay, start)
+            if key not in groups:
+                groups[key] = {
+                    "params": [],
+                    "lr": base_lr * scale,
+                    "weight_decay": base_wd if decay else 0.0,
+                    "start_epoch": start,
+                }
+            groups[key]["params"].append(param)
+        if not groups:
+            raise ConfigError("nothing is trainable: the method froze every parameter.")
+        param_groups = sorted(groups.values(), key=lambda g: (g["start_epoch"], -g["lr"]))
+        optimizer = self.optimizer_factory(param_groups)
+
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = (
+            self.trainer.max_epochs
+            if self.trainer.max_epochs and self.trainer.max_epochs > 0
+            else 1
+        )
+        steps_per_epoch = max(1, math.ceil(total / epochs))
+        warmup = int(self.warmup_fraction * total)
+        floor = self.min_lr_ratio
+
+        def shape(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        def gate(start_epoch: int) -> Callable[[int], float]:
+            return lambda step: shape(step) if step // steps_per_epoch >= start_epoch else 0.0
+
+        lambdas = [gate(g["start_epoch"]) for g in param_groups]
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def _decays(self, name: str, param: nn.Parameter) -> bool:
+        """No weight decay on biases, norms and token/position embeddings (timm's rule)."""
+        if self.weight_decay_norms:
+            return True
+        if param.ndim <= 1 or name.endswith(".bias"):
+            return False
+        return not any(t in name for t in ("pos_embed", "cls_token", "prompt", "prefix"))
+
+    # -- checkpoints: trainable state only -------------------------------------------------
+    def trainable_state_keys(self) -> set[str]:
+        """Trainable parameters, plus the buffers (BatchNorm statistics) of modules that
+        own a trainable parameter."""
+        keys = {n for n, p in self.named_parameters() if p.requires_grad}
+        for mod_name, sub in self.named_modules():
+            if any(p.requires_grad for p in sub.parameters(recurse=False)):
+                prefix = f"{mod_name}." if mod_name else ""
+                keys |= {prefix + b for b, _ in sub.named_buffers(recurse=False)}
+        return keys
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        keep = self.trainable_state_keys()
+        return {k: v for k, v in self.state_dict().items() if k in keep}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        keep = self.trainable_state_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        checkpoint["ftlab"] = {
+            **getattr(self, "run_info", {}),
+            "method": self.method.hparams() if self.method else None,
+            "num_classes": self.num_classes,
+        }
+
+    def load_trainable_state(
+        self, state_dict: dict[str, torch.Tensor], source: str = "checkpoint"
+    ) -> None:
+        """Load a trainable-only state dict, refusing one that does not fit this model."""
+        own = self.state_dict()
+        unexpected = sorted(set(state_dict) - set(own))
+        missing = sorted(self.trainable_state_keys() - set(state_dict))
+        mismatched = [
+            f"{k}: {tuple(v.shape)} in {source}, {tuple(own[k].shape)} here"
+            for k, v in state_dict.items()
+            if k in own and own[k].shape != v.shape
+        ]
+        if unexpected or missing or mismatched:
+            parts = []
+            if mismatched:
+                parts.append("shape mismatch " + "; ".join(mismatched[:3]))
+            if unexpected:
+                parts.append(f"{len(unexpected)} unknown keys (e.g. {unexpected[0]})")
+            if missing:
+                parts.append(f"{len(missing)} trainable keys missing (e.g. {missing[0]})")
+            raise CheckpointError(
+                f"{source} does not fit this model ({', '.join(parts)}). Was it trained with "
+                "another backbone, method or number of classes?"
+            )
+        self.load_state_dict(state_dict, strict=False)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        info = checkpoint.get("ftlab", {})
+        if info.get("num_classes") not in (None, self.num_classes):
+            raise CheckpointError(
+                f"checkpoint has {info['num_classes']} classes, this data has {self.num_classes}."
+            )

@@ -1,0 +1,197 @@
+"""Shared plumbing of the entry points: config resolution and printing, atomic files,
+loggers (W&B offline when there are no credentials), and a clean exit for user errors."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ftlab.errors import ConfigError, FtlabError, suggest
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+SECRET_MARKERS = ("api_key", "apikey", "token", "secret", "password")
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("ftlab.cwd"):
+        OmegaConf.register_new_resolver("ftlab.cwd", lambda: os.getcwd())
+    if not OmegaConf.has_resolver("ftlab.minilm"):
+        from ftlab.backbones.assets import minilm_path
+
+        OmegaConf.register_new_resolver("ftlab.minilm", lambda: str(minilm_path()))
+
+
+def resolved(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain data, with Hydra's own node dropped and secrets masked."""
+    data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    data.pop("hydra", None)
+    return mask_secrets(data)
+
+
+def mask_secrets(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {
+            k: (
+                "***" if any(m in str(k).lower() for m in SECRET_MARKERS) and v else mask_secrets(v)
+            )
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [mask_secrets(v) for v in data]
+    return data
+
+
+def print_config_tree(cfg: DictConfig, fields: tuple[str, ...] = ()) -> None:
+    """Print the resolved config as a rich tree, one branch per top-level group."""
+    import rich
+    import rich.syntax
+    import rich.tree
+
+    data = resolved(cfg)
+    tree = rich.tree.Tree("config", style="bold")
+    keys = list(fields) or list(data)
+    for key in keys:
+        if key not in data:
+            continue
+        branch = tree.add(str(key), style="bold cyan")
+        value = data[key]
+        text = OmegaConf.to_yaml(value) if isinstance(value, dict | list) else str(value)
+        branch.add(rich.syntax.Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
+    rich.print(tree)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write via a temporary file in the same directory and rename: a killed writer
+    leaves either the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | Path, data: Any) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def instantiate_list(cfg: DictConfig | None, **kwargs) -> list[Any]:
+    """Instantiate every ``_target_`` entry of a dict-shaped config group."""
+    from hydra.utils import instantiate
+
+    if not cfg:
+        return []
+    out = []
+    for key, node in cfg.items():
+        if isinstance(node, DictConfig) and "_target_" in node:
+            try:
+                out.append(instantiate(node, **kwargs))
+            except Exception as err:
+                raise ConfigError(f"could not build {key!r} ({node._target_}): {err}") from err
+    return out
+
+
+def wandb_offline_reason() -> str | None:
+    """Why W&B must run offline here, or None when credentials exist."""
+    if os.environ.get("WANDB_MODE") in ("offline", "disabled"):
+        return f"WANDB_MODE={os.environ['WANDB_MODE']}"
+    if os.environ.get("WANDB_API_KEY"):
+        return None
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    if netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"):
+        return None
+    return "no W&B credentials (WANDB_API_KEY or `wandb login`)"
+
+
+def wandb_logger(
+    save_dir: str,
+    project: str = "ftlab",
+    mode: str = "auto",
+    config: dict | None = None,
+    **kwargs: Any,
+):
+    """A Lightning ``WandbLogger`` whose run lives in the run dir; ``mode=auto`` goes
+    offline when there are no credentials."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    modes = ("auto", "online", "offline", "disabled")
+    if mode not in modes:
+        raise ConfigError(f"logger.wandb.mode={mode!r} is not one of {list(modes)}.")
+    if mode == "auto":
+        mode = "offline" if wandb_offline_reason() else "online"
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    tags = [str(t) for t in kwargs.pop("tags", None) or []]
+    return WandbLogger(
+        save_dir=save_dir,
+        dir=save_dir,
+        project=project,
+        mode=mode,
+        offline=mode == "offline",
+        config=config,
+        tags=tags,
+        **kwargs,
+    )
+
+
+def close_wandb(exit_code: int = 0) -> str | None:
+    """Finish the active W&B run (if any) and return its local directory."""
+    if "wandb" not in sys.modules:
+        return None
+    import wandb
+
+    run = wandb.run
+    if run is None:
+        return None
+    run_dir = str(Path(run.dir).parent)
+    wandb.finish(exit_code=exit_code)
+    return run_dir
+
+
+def check_choice(group: str, value: str) -> None:
+    """Fail early, listing the options, for a config group name that does not exist."""
+    options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    if value not in options:
+        raise ConfigError(
+            f"{group}={value!r} does not exist.{suggest(value, options)} Valid: {', '.join(options)}."
+        )
+
+
+def exit_on_user_error(fn: Callable) -> Callable:
+    """Turn an :class:`FtlabError` (and Hydra's config errors) into one red line and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except FtlabError as err:
+            _fail(f"{type(err).__name__}: {err}")
+        except Exception as err:
+            from hydra.errors import HydraException
+            from omegaconf.errors import OmegaConfBaseException
+
+            if isinstance(err, HydraException | OmegaConfBaseException):
+                _fail(f"config error: {err}")
+            raise
+
+    return wrapper
+
+
+def _fail(message: str) -> None:
+    print(f"\nftlab: {message}", file=sys.stderr)
+    sys.exit(2)

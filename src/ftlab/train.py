@@ -1,0 +1,217 @@
+"""``ftlab-train``: compose model + method + data, fine-tune, test, report the cost.
+
+``train(cfg)`` is a plain function (the tests call it); ``main`` is the Hydra app and
+returns ``cfg.optimized_metric`` for sweepers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from ftlab.errors import MethodNotApplicable
+from ftlab.run import (
+    CONF_DIR,
+    atomic_write_json,
+    atomic_write_text,
+    close_wandb,
+    exit_on_user_error,
+    instantiate_list,
+    print_config_tree,
+    register_resolvers,
+    resolved,
+)
+
+RESULTS_FILE = "results.json"
+
+
+def run_identity(cfg: DictConfig) -> dict[str, Any]:
+    return {
+        "model": str(cfg.model.get("label") or cfg.model.get("name")),
+        "method": str(cfg.method.get("name")),
+        "data": str(cfg.data.get("name")),
+        "seed": cfg.get("seed"),
+    }
+
+
+def build(cfg: DictConfig):
+    """Instantiate data, backbone, module and method from a composed config."""
+    from hydra.utils import instantiate
+
+    datamodule = instantiate(cfg.data)
+    backbone = instantiate(cfg.model)
+    method = instantiate(cfg.method)
+    method.check(backbone.anatomy, backbone.label)
+    datamodule.set_preprocessing(backbone.preprocessing())
+    datamodule.prepare_data()
+    module = instantiate(cfg.module, backbone=backbone, num_classes=datamodule.num_classes)
+    return datamodule, backbone, module, method
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fine-tune and test one configuration; always leaves a ``results.json``."""
+    import lightning.pytorch as pl
+    from hydra.utils import instantiate
+
+    from ftlab.callbacks.cost import CostMetrics
+
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        **run_identity(cfg),
+        "status": "running",
+        "run_dir": str(out_dir),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    atomic_write_text(out_dir / "config.yaml", _yaml(resolved(cfg)))
+    exit_code = 1
+    try:
+        if cfg.get("seed") is not None:
+            pl.seed_everything(cfg.seed, workers=True)
+        datamodule, backbone, module, method = build(cfg)
+        results["method_label"] = method.label
+        results["data/samples_per_class"] = cfg.data.get("samples_per_class")
+        module.run_info = {"config": resolved(cfg), "class_names": list(datamodule.class_names)}
+
+        cost = CostMetrics()
+        callbacks = [method, cost, *instantiate_list(cfg.get("callbacks"))]
+        loggers = (
+            instantiate_list(cfg.get("logger"), config=resolved(cfg)) if cfg.get("logger") else []
+        )
+        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        ckpt = trainer.checkpoint_callback
+        best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
+        test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+
+        results.update(cost.summary(module))
+        results.update(
+            {k: _num(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        )
+        results.update({k: _num(v) for k, v in test_metrics.items()})
+        results["val/acc_best"] = _num(module.val_acc_best.compute())
+        results["checkpoint/path"] = best
+        results["checkpoint/bytes"] = os.path.getsize(best) if best else None
+        results["epochs"] = trainer.current_epoch
+        results["status"] = "done"
+        for logger in trainer.loggers:
+            logger.log_metrics(
+                {k: v for k, v in results.items() if "/" in k and isinstance(v, int | float)}
+            )
+        _summarise_to_wandb(results)
+        exit_code = 0
+        return results
+    except MethodNotApplicable as err:
+        results.update(status="skipped", reason=str(err))
+        exit_code = 0
+        raise
+    except BaseException as err:
+        results.update(
+            status="failed",
+            error=f"{type(err).__name__}: {err}",
+            traceback=traceback.format_exc(limit=8),
+        )
+        raise
+    finally:
+        results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        results["wandb_dir"] = close_wandb(exit_code)
+        atomic_write_json(out_dir / RESULTS_FILE, results)
+
+
+def _summarise_to_wandb(results: dict[str, Any]) -> None:
+    import sys
+
+    if "wandb" not in sys.modules:
+        return
+    import wandb
+
+    if wandb.run is not None:
+        for key, value in results.items():
+            if "/" in key and isinstance(value, int | float):
+                wandb.run.summary[key] = value
+
+
+def _num(value: Any) -> Any:
+    try:
+        return float(value.item()) if hasattr(value, "item") else float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def _yaml(data: dict) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.create(data))
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    import rich
+    from rich.table import Table
+
+    table = Table(
+        title=f"ftlab: {results['method_label']} on {results['model']} / {results['data']}"
+    )
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    pct = results.get("params/trainable_pct") or 0.0
+    rows = [
+        ("test accuracy", f"{results.get('test/acc', float('nan')):.4f}"),
+        ("best val accuracy", f"{results.get('val/acc_best', float('nan')):.4f}"),
+        (
+            "trainable / total params",
+            f"{results['params/trainable']:,} / {results['params/total']:,} ({pct:.2f}%)",
+        ),
+        ("train samples/s", f"{results.get('speed/train_samples_per_s') or 0:.1f}"),
+        (
+            "peak memory",
+            f"{(results.get('memory/peak_bytes') or 0) / 2**20:.0f} MiB ({results.get('memory/kind')})",
+        ),
+        ("checkpoint", f"{(results.get('checkpoint/bytes') or 0) / 2**20:.2f} MiB"),
+        ("fit time", f"{results.get('time/fit_s', 0):.1f} s"),
+        ("run dir", results["run_dir"]),
+    ]
+    if results.get("wandb_dir"):
+        rows.append(("W&B run", results["wandb_dir"]))
+    for row in rows:
+        table.add_row(*row)
+    rich.print(table)
+    if results.get("wandb_dir") and "offline" in Path(results["wandb_dir"]).name:
+        rich.print(f"Upload to W&B: [bold]wandb sync {results['wandb_dir']}[/bold]")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+@exit_on_user_error
+def main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    multirun = HydraConfig.get().mode.name == "MULTIRUN"
+    if cfg.get("print_config", True):
+        print_config_tree(cfg, ("model", "method", "data", "module", "trainer", "logger", "seed"))
+    try:
+        results = train(cfg)
+    except MethodNotApplicable as err:
+        if multirun:
+            print(f"ftlab: skipped: {err}")
+            return None
+        raise
+    except Exception as err:
+        if multirun:  # a sweep survives one failing job; results.json says why
+            print(f"ftlab: job failed: {type(err).__name__}: {err}")
+            return None
+        raise
+    print_summary(results)
+    metric = cfg.get("optimized_metric")
+    return results.get(metric) if metric else None
+
+
+register_resolvers()
+
+if __name__ == "__main__":
+    main()
