@@ -71,11 +71,12 @@ def plot_acc_vs_samples(summary: pd.DataFrame, path: str | os.PathLike) -> Path:
     """
     styles = method_styles(summary["method"])
     scale, ylabel = _acc_axis(summary)
-    panels = _panels(summary, ["model", "data"])
+    # Only the (model, data) pairs that have few-shot rows get a panel.
+    fewshot = summary[np.isfinite(summary["samples_per_class"].astype(float))]
+    panels = _panels(fewshot, ["model", "data"])
     fig, axes = _figure(len(panels), "Test accuracy vs training samples per class")
     used: list[str] = []
     for ax, (title, panel) in zip(axes, panels):
-        panel = panel[np.isfinite(panel["samples_per_class"].astype(float))]
         ticks: set[float] = set()
         for method, rows in panel.groupby("method", sort=True):
             rows = rows.sort_values("samples_per_class")
