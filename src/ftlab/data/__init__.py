@@ -1,0 +1,23 @@
+"""Data for ftlab: offline-first sources and one LightningDataModule for image and text
+classification. Hydra configs in ``conf/data/`` build a :class:`ClassificationDataModule`
+around one source each."""
+
+from ftlab.data.datamodule import ClassificationDataModule
+from ftlab.data.images import CIFAR10, CIFAR100, FashionMNIST, ImageFolder
+from ftlab.data.sources import FIXED_SPLIT_SEED, Source, Split, default_data_dir
+from ftlab.data.texts import BBCNews, RottenTomatoes, TextCSV
+
+__all__ = [
+    "CIFAR10",
+    "CIFAR100",
+    "FIXED_SPLIT_SEED",
+    "BBCNews",
+    "ClassificationDataModule",
+    "FashionMNIST",
+    "ImageFolder",
+    "RottenTomatoes",
+    "Source",
+    "Split",
+    "TextCSV",
+    "default_data_dir",
+]

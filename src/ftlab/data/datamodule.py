@@ -1,0 +1,288 @@
+"""One LightningDataModule for image and text classification.
+
+Split order, the same for every dataset:
+
+1. validation: the source's own val split if it has one, else a stratified
+   ``val_fraction`` of the *full* training split (run seed), so its size does not shrink
+   with few-shot settings;
+2. training: what remains, then ``samples_per_class`` (exactly k per class) or
+   ``train_fraction`` (stratified), both seeded by the run seed;
+3. test: the source's test split (official, or fixed by the source), optionally a
+   stratified ``test_samples`` subset drawn with a constant seed, so every run and every
+   method is scored on the same examples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ftlab.data.pipelines import ImagePipeline, TextPipeline, preprocessing_modality
+from ftlab.data.sources import FIXED_SPLIT_SEED, SPLITS, Source, Split
+from ftlab.data.splits import per_class_sample, stratified_sample, stratified_split
+from ftlab.errors import ConfigError, DataError
+
+_STAGE_SPLITS = {
+    "fit": ("train", "val"),
+    "validate": ("val",),
+    "test": ("test",),
+    "predict": ("test",),
+    None: SPLITS,
+}
+# Independent random streams per selection, so changing one setting leaves the others alone.
+_VAL_STREAM, _FEW_SHOT_STREAM, _FRACTION_STREAM, _VAL_SUBSET_STREAM = 1, 2, 3, 4
+
+
+def _positive_int(name: str, value: Any, allow_none: bool = True) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(
+            f"{name}={value!r} must be a positive integer{' or null' if allow_none else ''}."
+        )
+    return value
+
+
+def _fraction(name: str, value: Any, allow_one: bool = True) -> float | None:
+    if value is None:
+        return None
+    upper = "1]" if allow_one else "1)"
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not (0 < value < 1 or (allow_one and value == 1)):
+        raise ConfigError(f"{name}={value!r} must be a number in (0, {upper} or null.")
+    return float(value)
+
+
+def _hydra_choice(group: str) -> str | None:
+    """The option chosen for a config group in the running Hydra app (None outside one)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return HydraConfig.get().runtime.choices.get(group)
+    except (ImportError, ValueError, AttributeError):
+        return None
+
+
+class ClassificationDataModule(L.LightningDataModule):
+    """Batches of ``{"pixel_values", "labels"}`` (images) or ``{"input_ids", "attention_mask",
+    ["token_type_ids",] "labels"}`` (text) from any :class:`~ftlab.data.sources.Source`.
+
+    ``set_preprocessing`` must be called with the backbone's timm data config (images) or
+    tokenizer (text) before ``setup``.
+    """
+
+    def __init__(
+        self,
+        source: Source | Mapping[str, Any],
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        samples_per_class: int | None = None,
+        train_fraction: float | None = None,
+        val_fraction: float = 0.1,
+        val_samples: int | None = None,
+        test_samples: int | None = None,
+        seed: int = 0,
+        augment: bool = False,
+        image_size: int | None = None,
+        max_length: int = 128,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = True,
+        cache: bool = True,
+        name: str | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(source, Mapping):
+            from hydra.utils import instantiate
+
+            source = instantiate(source)
+        if not isinstance(source, Source):
+            raise ConfigError(
+                f"data.source must build a ftlab.data Source, got {type(source).__name__}."
+            )
+        self.source = source
+        self.name = name or source.name
+        self.modality = source.modality
+
+        self.batch_size = _positive_int("batch_size", batch_size, allow_none=False)
+        self.eval_batch_size = _positive_int("eval_batch_size", eval_batch_size) or self.batch_size
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ConfigError(f"num_workers={num_workers!r} must be an integer >= 0.")
+        self.num_workers = num_workers
+        self.samples_per_class = _positive_int("samples_per_class", samples_per_class)
+        self.train_fraction = _fraction("train_fraction", train_fraction)
+        if self.samples_per_class is not None and self.train_fraction is not None:
+            raise ConfigError(
+                f"samples_per_class={samples_per_class} and train_fraction={train_fraction} both "
+                "shrink the training set; set one of them and the other to null "
+                "(e.g. data.samples_per_class=null)."
+            )
+        self.val_fraction = _fraction("val_fraction", val_fraction, allow_one=False)
+        self.val_samples = _positive_int("val_samples", val_samples)
+        self.test_samples = _positive_int("test_samples", test_samples)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"seed={seed!r} must be an integer >= 0.")
+        self.seed = seed
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+        self.persistent_workers = bool(persistent_workers) and num_workers > 0
+
+        if self.modality == "image":
+            self.pipeline: ImagePipeline | TextPipeline = ImagePipeline(
+                augment, _positive_int("image_size", image_size), cache
+            )
+        elif self.modality == "text":
+            for key, value in (("augment", augment), ("image_size", image_size)):
+                if value:
+                    raise ConfigError(
+                        f"{key}={value!r} applies to images only, and data={self.name} is text; "
+                        f"set data.{key}={'false' if key == 'augment' else 'null'}."
+                    )
+            self.pipeline = TextPipeline(_positive_int("max_length", max_length, allow_none=False))
+        else:
+            raise ConfigError(
+                f"source {self.name} has modality {self.modality!r}; expected image or text."
+            )
+
+        self._preprocessing: Any = None
+        self._splits: dict[str, Split] | None = None
+        self._datasets: dict[str, Dataset] = {}
+
+    # ----------------------------------------------------------------- metadata
+    @property
+    def class_names(self) -> list[str]:
+        names = self.source.class_names
+        if len(names) < 2:
+            raise DataError(
+                f"data={self.name} has {len(names)} class(es) ({names}); classification needs at least 2."
+            )
+        return list(names)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def splits(self) -> dict[str, Split]:
+        """The selected raw examples of each split (after ``select`` or ``setup``)."""
+        return dict(self._splits or {})
+
+    @property
+    def split_sizes(self) -> dict[str, int]:
+        return {split: len(examples) for split, examples in self.splits.items()}
+
+    # ------------------------------------------------------------ preprocessing
+    def set_preprocessing(self, pre: Any, model_name: str | None = None) -> None:
+        """The backbone's timm data config (image data) or HF tokenizer (text data)."""
+        kind = preprocessing_modality(pre)
+        if kind is None:
+            raise ConfigError(
+                f"set_preprocessing expects a timm data config (a dict, for image backbones) or a "
+                f"Hugging Face tokenizer (for text backbones), got {type(pre).__name__}."
+            )
+        if kind != self.modality:
+            model = model_name or _hydra_choice("model") or getattr(pre, "name_or_path", None)
+            if self.modality == "text":
+                wrong, advice = "an image", "a text model (minilm, hf)"
+            else:
+                wrong, advice = (
+                    "a text",
+                    "an image model (efficientnet_lite0 or another timm model)",
+                )
+            raise ConfigError(
+                f"data={self.name} is {self.modality} but model={model or '(this one)'} is {wrong} "
+                f"backbone; use {advice}."
+            )
+        if pre is self._preprocessing:
+            return
+        self.pipeline.configure(pre)
+        self._preprocessing = pre
+        self._datasets.clear()
+
+    # ---------------------------------------------------------------- lifecycle
+    def prepare_data(self) -> None:
+        self.source.prepare()
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in _STAGE_SPLITS.get(stage, SPLITS):
+            self._dataset(split)
+
+    def select(self) -> dict[str, Split]:
+        """Choose the examples of each split (no transforms; ``setup`` calls it). Idempotent."""
+        if self._splits is None:
+            self._splits = self._select()
+        return dict(self._splits)
+
+    def _select(self) -> dict[str, Split]:
+        names = self.class_names
+        train, val, test = (self.source.load(split) for split in SPLITS)
+        if train is None or test is None:
+            raise DataError(
+                f"data={self.name} provides no {'train' if train is None else 'test'} split."
+            )
+        if val is None:
+            kept, held = stratified_split(train.labels, self.val_fraction, [self.seed, _VAL_STREAM])
+            train, val = train.subset(kept), train.subset(held)
+        if self.val_samples is not None and len(val) > self.val_samples:
+            val = val.subset(
+                stratified_sample(val.labels, self.val_samples, [self.seed, _VAL_SUBSET_STREAM])
+            )
+        if self.samples_per_class is not None:
+            train = train.subset(
+                per_class_sample(
+                    train.labels, self.samples_per_class, [self.seed, _FEW_SHOT_STREAM], names
+                )
+            )
+        if self.train_fraction is not None and self.train_fraction < 1:
+            n = max(1, round(len(train) * self.train_fraction))
+            train = train.subset(stratified_sample(train.labels, n, [self.seed, _FRACTION_STREAM]))
+        if self.test_samples is not None:
+            test = test.subset(stratified_sample(test.labels, self.test_samples, FIXED_SPLIT_SEED))
+        selected = {"train": train, "val": val, "test": test}
+        for split, examples in selected.items():
+            if len(examples) == 0:
+                raise DataError(f"data={self.name}: the {split} split is empty after selection.")
+        return selected
+
+    def _dataset(self, split: str) -> Dataset:
+        if split not in self._datasets:
+            if self._preprocessing is None:
+                raise ConfigError(
+                    "call set_preprocessing(timm data config or tokenizer) before setup, so the "
+                    "data is transformed the way the backbone expects."
+                )
+            examples = self.select()[split]
+            self._datasets[split] = self.pipeline.dataset(examples, train=split == "train")
+        return self._datasets[split]
+
+    # -------------------------------------------------------------- dataloaders
+    def _loader(self, split: str) -> DataLoader:
+        train = split == "train"
+        return DataLoader(
+            self._dataset(split),
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            generator=torch.Generator().manual_seed(self.seed) if train else None,
+            num_workers=self.num_workers,
+            collate_fn=self.pipeline.collate_fn,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, source={self.source!r}, sizes={self.split_sizes})"
