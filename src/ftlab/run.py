@@ -90,8 +90,9 @@ def atomic_write_json(path: str | Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def instantiate_list(cfg: DictConfig | None, **kwargs) -> list[Any]:
-    """Instantiate every ``_target_`` entry of a dict-shaped config group."""
+def instantiate_list(cfg: DictConfig | None, extra: dict[str, dict] | None = None) -> list[Any]:
+    """Instantiate every ``_target_`` entry of a dict-shaped config group; ``extra`` maps a
+    ``_target_`` to keyword arguments only that target receives."""
     from hydra.utils import instantiate
 
     if not cfg:
@@ -100,7 +101,7 @@ def instantiate_list(cfg: DictConfig | None, **kwargs) -> list[Any]:
     for key, node in cfg.items():
         if isinstance(node, DictConfig) and "_target_" in node:
             try:
-                out.append(instantiate(node, **kwargs))
+                out.append(instantiate(node, **(extra or {}).get(node._target_, {})))
             except Exception as err:
                 raise ConfigError(f"could not build {key!r} ({node._target_}): {err}") from err
     return out
@@ -122,11 +123,12 @@ def wandb_logger(
     save_dir: str,
     project: str = "ftlab",
     mode: str = "auto",
-    config: dict | None = None,
+    run_config: dict | None = None,
     **kwargs: Any,
 ):
     """A Lightning ``WandbLogger`` whose run lives in the run dir; ``mode=auto`` goes
-    offline when there are no credentials."""
+    offline when there are no credentials. ``run_config`` (the resolved run config) goes to
+    ``wandb.init`` so offline runs sync with it."""
     from lightning.pytorch.loggers import WandbLogger
 
     modes = ("auto", "online", "offline", "disabled")
@@ -143,7 +145,7 @@ def wandb_logger(
         project=project,
         mode=mode,
         offline=mode == "offline",
-        config=config,
+        config=run_config,
         tags=tags,
         **kwargs,
     )
@@ -179,17 +181,29 @@ def exit_on_user_error(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except FtlabError as err:
-            _fail(f"{type(err).__name__}: {err}")
         except Exception as err:
             from hydra.errors import HydraException
             from omegaconf.errors import OmegaConfBaseException
 
+            user = user_error(err)
+            if user is not None:
+                _fail(f"{type(user).__name__}: {user}")
             if isinstance(err, HydraException | OmegaConfBaseException):
                 _fail(f"config error: {err}")
             raise
 
     return wrapper
+
+
+def user_error(err: BaseException | None) -> FtlabError | None:
+    """The :class:`FtlabError` behind ``err``, also when Hydra's ``instantiate`` wrapped it."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, FtlabError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _fail(message: str) -> None:

@@ -26,6 +26,7 @@ from ftlab.run import (
     print_config_tree,
     register_resolvers,
     resolved,
+    user_error,
 )
 
 RESULTS_FILE = "results.json"
@@ -48,7 +49,7 @@ def build(cfg: DictConfig):
     backbone = instantiate(cfg.model)
     method = instantiate(cfg.method)
     method.check(backbone.anatomy, backbone.label)
-    datamodule.set_preprocessing(backbone.preprocessing())
+    datamodule.set_preprocessing(backbone.preprocessing(), model_name=backbone.label)
     datamodule.prepare_data()
     module = instantiate(cfg.module, backbone=backbone, num_classes=datamodule.num_classes)
     return datamodule, backbone, module, method
@@ -81,9 +82,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
         cost = CostMetrics()
         callbacks = [method, cost, *instantiate_list(cfg.get("callbacks"))]
-        loggers = (
-            instantiate_list(cfg.get("logger"), config=resolved(cfg)) if cfg.get("logger") else []
+        loggers = instantiate_list(
+            cfg.get("logger"), extra={"ftlab.run.wandb_logger": _wandb_extra(cfg)}
         )
+        if not loggers:  # Lightning refuses an LR monitor with nothing to log to
+            callbacks = [
+                c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)
+            ]
         trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -113,9 +118,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         exit_code = 0
         raise
     except BaseException as err:
+        shown = user_error(err) or err
         results.update(
             status="failed",
-            error=f"{type(err).__name__}: {err}",
+            error=f"{type(shown).__name__}: {shown}",
             traceback=traceback.format_exc(limit=8),
         )
         raise
@@ -123,6 +129,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         results["wandb_dir"] = close_wandb(exit_code)
         atomic_write_json(out_dir / RESULTS_FILE, results)
+
+
+def _wandb_extra(cfg: DictConfig) -> dict[str, Any]:
+    # the run config holds `_target_` nodes: pass it as plain data, never instantiated
+    return {"run_config": resolved(cfg), "_recursive_": False, "_convert_": "all"}
 
 
 def _summarise_to_wandb(results: dict[str, Any]) -> None:
@@ -203,7 +214,8 @@ def main(cfg: DictConfig) -> float | None:
         raise
     except Exception as err:
         if multirun:  # a sweep survives one failing job; results.json says why
-            print(f"ftlab: job failed: {type(err).__name__}: {err}")
+            shown = user_error(err) or err
+            print(f"ftlab: job failed: {type(shown).__name__}: {shown}")
             return None
         raise
     print_summary(results)

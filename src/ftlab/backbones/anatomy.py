@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+
 
 @dataclass
 class Anatomy:
@@ -28,6 +30,24 @@ class Anatomy:
     """Whether the backbone processes a token sequence that prompts can extend."""
     lora_targets: dict[str, list[str]] = field(default_factory=dict)
     """Named presets of module-name patterns for LoRA (``default``, ``all_linear``, ...)."""
+    embeddings: str = ""
+    """The module whose output is the token sequence entering the first block (where
+    prompts go in); empty when the backbone has no token sequence."""
+    special_tokens: int = 0
+    """Leading tokens of that sequence that prompts keep in front (class/register tokens,
+    ``[CLS]``)."""
+    attention_output: list[str] = field(default_factory=list)
+    """Per block, the module whose output is the attention sub-layer's result before the
+    residual add (where a Houlsby adapter goes)."""
+    mlp_input: list[str] = field(default_factory=list)
+    """Per block, the module whose first argument is the feed-forward sub-layer's input."""
+    mlp_output: list[str] = field(default_factory=list)
+    """Per block, the module whose output is the feed-forward result before the residual add."""
+    attention_kv: list[str] = field(default_factory=list)
+    """Per block, the self-attention module whose keys and values the backbone can extend
+    (``Backbone.extend_attention``: prefix tuning)."""
+    kv_dim: int = 0
+    """Width of those keys and values (heads x head size)."""
 
     @property
     def num_blocks(self) -> int:
@@ -49,4 +69,37 @@ class Anatomy:
             caps.add("token_sequence")
         if self.lora_targets:
             caps.add("lora_targets")
+        if self.token_sequence and self.embeddings:
+            caps.add("token_input")
+        if self.attention_output and self.mlp_input and self.mlp_output:
+            caps.add("sublayer_outputs")
+        if self.attention_kv and self.kv_dim:
+            caps.add("attention_kv")
         return caps
+
+
+@dataclass(frozen=True)
+class TokenSlot:
+    """``count`` tokens a method inserts at position ``start`` of the token sequence
+    (prompts). The backbone honours a slot it is given: it extends the padding mask with
+    ones there and removes the slot from its output, so pooling sees the original tokens."""
+
+    start: int
+    count: int
+
+    def insert(self, seq: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """``seq`` [B, N, D] with ``tokens`` [count, D] inserted for every sample."""
+        tokens = tokens.to(seq.dtype).unsqueeze(0).expand(seq.shape[0], -1, -1)
+        return torch.cat([seq[:, : self.start], tokens, seq[:, self.start :]], dim=1)
+
+    def replace(self, seq: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """``seq`` [B, N + count, D] with the slot's tokens swapped for ``tokens``."""
+        return self.insert(self.remove(seq), tokens)
+
+    def remove(self, seq: torch.Tensor) -> torch.Tensor:
+        return torch.cat([seq[:, : self.start], seq[:, self.start + self.count :]], dim=1)
+
+    def extend_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """A [B, N] padding mask with ones for the slot: inserted tokens are always seen."""
+        ones = mask.new_ones(mask.shape[0], self.count)
+        return torch.cat([mask[:, : self.start], ones, mask[:, self.start :]], dim=1)

