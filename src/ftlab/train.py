@@ -92,14 +92,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        last_val = {k: _num(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         ckpt = trainer.checkpoint_callback
         best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
         test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
 
         results.update(cost.summary(module))
-        results.update(
-            {k: _num(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        )
+        results.update(last_val)
         results.update({k: _num(v) for k, v in test_metrics.items()})
         results["val/acc_best"] = _num(module.val_acc_best.compute())
         results["checkpoint/path"] = best
