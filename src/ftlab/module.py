@@ -8,6 +8,7 @@ saves only that state in checkpoints.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from ftlab.backbones.base import Backbone
 from ftlab.errors import CheckpointError, ConfigError
+
+# Frozen sub-modules are kept in eval mode on purpose (no dropout, no BatchNorm updates).
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
 
 class FineTuneModule(pl.LightningModule):
@@ -100,7 +104,8 @@ class FineTuneModule(pl.LightningModule):
         self.log_dict(values, sync_dist=True, prog_bar=False)
         if not self.trainer.sanity_checking:
             self.val_acc_best.update(acc)
-        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
+        best = self.val_acc_best.compute() if self.val_acc_best.update_called else acc
+        self.log("val/acc_best", best, prog_bar=True, sync_dist=True)
 
     def test_step(self, batch, batch_idx):
         loss, logits = self._step(batch)

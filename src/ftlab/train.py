@@ -100,7 +100,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results.update(cost.summary(module))
         results.update(last_val)
         results.update({k: _num(v) for k, v in test_metrics.items()})
-        results["val/acc_best"] = _num(module.val_acc_best.compute())
+        if module.val_acc_best.update_called:
+            results["val/acc_best"] = _num(module.val_acc_best.compute())
         results["checkpoint/path"] = best
         results["checkpoint/bytes"] = os.path.getsize(best) if best else None
         results["epochs"] = trainer.current_epoch

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +23,6 @@ TIMM_CONFIG_96 = {
     "crop_pct": 0.875,
     "crop_mode": "center",
 }
-
-
-@pytest.fixture(scope="session")
-def data_dir() -> Path:
-    """``$FTLAB_DATA_DIR``, else the repository's ``data/`` (what conf/paths uses)."""
-    return Path(os.environ.get("FTLAB_DATA_DIR") or REPO / "data").absolute()
 
 
 @pytest.fixture(scope="session")

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 import transformers
+from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from ftlab.backbones.anatomy import Anatomy
+from ftlab.backbones.anatomy import Anatomy, TokenSlot
 from ftlab.backbones.base import Backbone
 from ftlab.errors import BackboneError, ConfigError
 
 POOLINGS = ("mean", "cls")
+#: attention implementations whose 4-D mask ``extend_attention`` knows how to widen
+KV_EXTENSIBLE = ("sdpa", "eager")
 
 
 class HFEncoderBackbone(Backbone):
@@ -25,6 +30,9 @@ class HFEncoderBackbone(Backbone):
     """
 
     modality = "text"
+    token_slot: TokenSlot | None = None
+    """Tokens a method inserted after the embeddings (prompts): the padding mask gains ones
+    there, and they are removed before pooling."""
 
     def __init__(
         self,
@@ -86,7 +94,38 @@ class HFEncoderBackbone(Backbone):
         inputs = {
             k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch
         }
-        return self.model(**inputs).last_hidden_state
+        slot = self.token_slot
+        if slot is None:
+            return self.model(**inputs).last_hidden_state
+        mask = inputs.get("attention_mask")
+        if mask is None:
+            mask = torch.ones_like(inputs["input_ids"])
+        inputs["attention_mask"] = slot.extend_mask(mask)
+        return slot.remove(self.model(**inputs).last_hidden_state)
+
+    def embed_token_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """What the embeddings module makes of token ``ids`` ``[T]`` (at positions 0..T-1,
+        no dropout): ``[T, hidden]`` vectors to start prompts from."""
+        embeddings = self.model.embeddings
+        was_training = embeddings.training
+        embeddings.eval()
+        try:
+            with torch.no_grad():
+                device = embeddings.word_embeddings.weight.device
+                return embeddings(input_ids=ids.to(device).unsqueeze(0))[0].float()
+        finally:
+            embeddings.train(was_training)
+
+    def extend_attention(self, name: str, kv: nn.Module) -> nn.Module:
+        """Make the self-attention ``name`` (one of ``anatomy.attention_kv``) also attend to
+        the keys and values ``kv()`` returns, each ``[T, kv_dim]``, from every query and
+        whatever the padding (prefix tuning). The module is swapped for a wrapper that
+        holds ``kv`` as ``prefix``."""
+        if name not in self.anatomy.attention_kv:
+            raise BackboneError(f"{name!r} is not an extendable attention of {self.label}.")
+        wrapper = _PrefixedSelfAttention(self.model.get_submodule(name.removeprefix("model.")), kv)
+        self.set_submodule(name, wrapper)
+        return wrapper
 
     def preprocessing(self):
         return self.tokenizer
@@ -104,6 +143,7 @@ class HFEncoderBackbone(Backbone):
                 "supports BERT-type encoders (BERT, RoBERTa, MiniLM, ELECTRA)."
             )
         blocks = [f"model.encoder.layer.{i}" for i in range(len(layers))]
+        kv_ok = self.config._attn_implementation in KV_EXTENSIBLE and not self.config.is_decoder
         layer_ids = {}
         for name, _ in self.model.named_parameters():
             full = "model." + name
@@ -126,4 +166,66 @@ class HFEncoderBackbone(Backbone):
                 "attention": ["query", "key", "value", "attention.output.dense"],
                 "all_linear": ["query", "key", "value", "dense"],
             },
+            embeddings="model.embeddings",
+            special_tokens=1 if self.tokenizer.cls_token_id is not None else 0,
+            attention_output=[b + ".attention.output.dense" for b in blocks],
+            mlp_input=[b + ".intermediate" for b in blocks],
+            mlp_output=[b + ".output.dense" for b in blocks],
+            attention_kv=[b + ".attention.self" for b in blocks] if kv_ok else [],
+            kv_dim=self.config.hidden_size if kv_ok else 0,
         )
+
+
+class _PrefixedSelfAttention(nn.Module):
+    """A BERT-type self-attention that also attends to extra keys and values.
+
+    Queries, keys and values come from the wrapped module's own projections; keys and
+    values grow by ``prefix()``'s tokens, the 4-D mask grows with "attend" entries for them,
+    and the model's configured attention function (SDPA or eager) does the rest."""
+
+    def __init__(self, base: nn.Module, prefix: nn.Module) -> None:
+        super().__init__()
+        self.base = base
+        self.prefix = prefix
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        cache: Any = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        base = self.base
+        if cache is not None or encoder_hidden_states is not None:
+            raise NotImplementedError("prefix tuning supports encoder self-attention only")
+        batch, length = hidden_states.shape[:2]
+        shape = (batch, length, -1, base.attention_head_size)
+        q = base.query(hidden_states).view(shape).transpose(1, 2)
+        k = base.key(hidden_states).view(shape).transpose(1, 2)
+        v = base.value(hidden_states).view(shape).transpose(1, 2)
+        pk, pv = (
+            t.to(k.dtype)
+            .reshape(1, -1, k.shape[1], k.shape[3])
+            .transpose(1, 2)
+            .expand(batch, -1, -1, -1)
+            for t in self.prefix()
+        )
+        k, v = torch.cat([pk, k], dim=2), torch.cat([pv, v], dim=2)
+        if attention_mask is not None:
+            keep = True if attention_mask.dtype == torch.bool else 0.0
+            extra = attention_mask.new_full((*attention_mask.shape[:-1], pk.shape[2]), keep)
+            attention_mask = torch.cat([extra, attention_mask], dim=-1)
+        default = getattr(sys.modules[type(base).__module__], "eager_attention_forward", None)
+        interface = ALL_ATTENTION_FUNCTIONS.get_interface(base.config._attn_implementation, default)
+        out, weights = interface(
+            base,
+            q,
+            k,
+            v,
+            attention_mask,
+            dropout=base.dropout.p if base.training else 0.0,
+            scaling=base.scaling,
+            **kwargs,
+        )
+        return out.reshape(batch, length, -1).contiguous(), weights

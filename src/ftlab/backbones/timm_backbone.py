@@ -8,9 +8,11 @@ from typing import Any
 
 import timm
 import torch
+import torch.nn.functional as F
+from timm.layers import Attention
 from torch import nn
 
-from ftlab.backbones.anatomy import Anatomy
+from ftlab.backbones.anatomy import Anatomy, TokenSlot
 from ftlab.backbones.base import Backbone
 from ftlab.errors import BackboneError, suggest
 
@@ -24,6 +26,8 @@ class TimmBackbone(Backbone):
     """
 
     modality = "image"
+    token_slot: TokenSlot | None = None
+    """Tokens a method inserted after the embeddings (prompts); removed before pooling."""
 
     def __init__(
         self,
@@ -62,10 +66,23 @@ class TimmBackbone(Backbone):
             ) from err
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model(batch["pixel_values"])
+        if self.token_slot is None:
+            return self.model(batch["pixel_values"])
+        return self.model.forward_head(self.forward_tokens(batch))
 
     def forward_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model.forward_features(batch["pixel_values"])
+        tokens = self.model.forward_features(batch["pixel_values"])
+        return tokens if self.token_slot is None else self.token_slot.remove(tokens)
+
+    def extend_attention(self, name: str, kv: nn.Module) -> nn.Module:
+        """Make the attention ``name`` (one of ``anatomy.attention_kv``) also attend to the
+        keys and values ``kv()`` returns, each ``[T, kv_dim]``, for every query (prefix
+        tuning). The module is swapped for a wrapper that holds ``kv`` as ``prefix``."""
+        if name not in self.anatomy.attention_kv:
+            raise BackboneError(f"{name!r} is not an extendable attention of {self.label}.")
+        wrapper = _PrefixedAttention(self.get_submodule(name), kv)
+        self.set_submodule(name, wrapper)
+        return wrapper
 
     def preprocessing(self) -> dict[str, Any]:
         return timm.data.resolve_model_data_config(self.model)
@@ -101,6 +118,10 @@ class TimmBackbone(Backbone):
         is_vit = hasattr(model, "patch_embed") and hasattr(getattr(first, "attn", None), "qkv")
         block_names = [prefix + b for b in blocks]
         if is_vit:
+            plain_attention = all(
+                type(model.get_submodule(b).attn) is Attention for b in blocks
+            )  # the fused-qkv forward that _PrefixedAttention reproduces
+            special = getattr(model, "num_prefix_tokens", 1)
             return Anatomy(
                 family="vit",
                 blocks=block_names,
@@ -114,6 +135,13 @@ class TimmBackbone(Backbone):
                     "attention": ["attn.qkv", "attn.proj"],
                     "all_linear": ["attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"],
                 },
+                embeddings=prefix + "norm_pre" if hasattr(model, "norm_pre") else "",
+                special_tokens=special,
+                attention_output=[b + ".attn" for b in block_names],
+                mlp_input=[b + ".mlp" for b in block_names],
+                mlp_output=[b + ".mlp" for b in block_names],
+                attention_kv=[b + ".attn" for b in block_names] if plain_attention else [],
+                kv_dim=first.attn.num_heads * first.attn.head_dim if plain_attention else 0,
             )
         pointwise = [
             prefix + name
@@ -151,3 +179,46 @@ def _block_names(model: nn.Module, patterns: Any) -> list[str]:
         for name, _ in model.named_modules()
         if name and any(c.fullmatch(name) for c in compiled)
     ]
+
+
+class _PrefixedAttention(nn.Module):
+    """timm's fused-qkv ``Attention`` that also attends to extra keys and values.
+
+    The computation is the wrapped module's own (its ``qkv``, norms, gate and projection);
+    only keys and values grow by ``prefix()``'s tokens, which every query may attend to."""
+
+    def __init__(self, base: Attention, prefix: nn.Module) -> None:
+        super().__init__()
+        self.base = base
+        self.prefix = prefix
+
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
+    ) -> torch.Tensor:
+        base = self.base
+        B, N, _ = x.shape
+        heads, head_dim = base.num_heads, base.head_dim
+        gate = getattr(base, "gate", None)
+        gate = gate(x).sigmoid() if gate is not None else None
+        q, k, v = base.qkv(x).reshape(B, N, 3, heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        pk, pv = (
+            t.to(k.dtype).reshape(1, -1, heads, head_dim).transpose(1, 2).expand(B, -1, -1, -1)
+            for t in self.prefix()
+        )
+        q, k = base.q_norm(q), base.k_norm(torch.cat([pk, k], dim=2))
+        v = torch.cat([pv, v], dim=2)
+        if is_causal:
+            causal = torch.ones(N, N, dtype=torch.bool, device=x.device).tril()
+            attn_mask = causal if attn_mask is None else attn_mask & causal
+        if attn_mask is not None:
+            keep = True if attn_mask.dtype == torch.bool else 0.0
+            attn_mask = torch.cat(
+                [attn_mask.new_full((*attn_mask.shape[:-1], pk.shape[2]), keep), attn_mask], dim=-1
+            )
+        x = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=base.attn_drop.p if base.training else 0.0
+        )
+        x = base.norm(x.transpose(1, 2).reshape(B, N, -1))
+        if gate is not None:
+            x = x * gate
+        return base.proj_drop(base.proj(x))

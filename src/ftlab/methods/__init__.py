@@ -1,10 +1,23 @@
 """Fine-tuning strategies as Lightning callbacks, one file each, all one shape."""
 
+from ftlab.methods.adapter import Adapter
 from ftlab.methods.base import Method
 from ftlab.methods.full import Full
 from ftlab.methods.gradual import Gradual
 from ftlab.methods.last_n import LastN
 from ftlab.methods.linear_probe import LinearProbe
 from ftlab.methods.lora import LoRA
+from ftlab.methods.prefix import Prefix
+from ftlab.methods.prompt import Prompt
 
-__all__ = ["Full", "Gradual", "LastN", "LinearProbe", "LoRA", "Method"]
+__all__ = [
+    "Adapter",
+    "Full",
+    "Gradual",
+    "LastN",
+    "LinearProbe",
+    "LoRA",
+    "Method",
+    "Prefix",
+    "Prompt",
+]

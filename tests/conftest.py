@@ -1,0 +1,79 @@
+"""Shared test set-up: offline by default, real assets fetched once, configs composed
+the way ``ftlab-train`` composes them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.pop("WANDB_API_KEY", None)  # tests never talk to W&B's servers
+os.environ.setdefault("FTLAB_DATA_DIR", str(REPO / "data"))
+
+#: a CNN run small enough for one optimisation step per test on a 2-core CPU
+TINY_CNN = [
+    "model=timm",
+    "model.name=tf_efficientnet_lite0",
+    "model.pretrained=false",
+    "data=fashion_mnist",
+    "data.samples_per_class=4",
+    "data.image_size=32",
+    "data.val_samples=16",
+    "data.test_samples=16",
+    "data.batch_size=8",
+    "trainer.max_epochs=1",
+    "logger=none",
+    "callbacks=none",
+    "print_config=false",
+]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """``$FTLAB_DATA_DIR`` (the Makefile's ``data/``), with the offline defaults fetched."""
+    path = Path(os.environ["FTLAB_DATA_DIR"]).absolute()
+    from ftlab.data.fetch import fetch_fashion_mnist
+    from ftlab.data.images import find_fashion_mnist
+
+    if find_fashion_mnist(path) is None:
+        print(fetch_fashion_mnist(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def efficientnet_weights(data_dir: Path) -> Path:
+    from ftlab.backbones.assets import prepare_efficientnet_lite0
+
+    return prepare_efficientnet_lite0(data_dir)
+
+
+def compose(overrides: list[str], output_dir: Path, config_name: str = "train"):
+    """The config ``ftlab-train OVERRIDES`` would run, writing into ``output_dir``."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    from ftlab.run import CONF_DIR, register_resolvers
+
+    register_resolvers()
+    if not GlobalHydra.instance().is_initialized():
+        initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3")
+    cfg = hydra_compose(config_name=config_name, overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+@pytest.fixture
+def make_cfg(tmp_path, data_dir):
+    def _make(*overrides: str, base: list[str] | None = None, name: str = "run"):
+        return compose([*(TINY_CNN if base is None else base), *overrides], tmp_path / name)
+
+    return _make

@@ -1,0 +1,194 @@
+"""Tiny random-weight backbones (timm ViT, 2-layer BERT with the MiniLM tokenizer) and the
+helpers every method test uses: build a module, train a few steps, compare states."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+from collections.abc import Callable
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from ftlab.backbones import HFEncoderBackbone, TimmBackbone  # noqa: E402
+from ftlab.backbones.assets import minilm_path  # noqa: E402
+from ftlab.module import FineTuneModule  # noqa: E402
+
+NUM_CLASSES = 3
+TINY_BERT = {
+    "num_hidden_layers": 2,
+    "hidden_size": 32,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+}
+TEXTS = ["a short one", "a much longer sentence that needs padding here"]
+
+
+@pytest.fixture(scope="session")
+def vit_template() -> TimmBackbone:
+    torch.manual_seed(0)
+    return TimmBackbone(
+        "vit_tiny_patch16_224", pretrained=False, model_kwargs={"img_size": 32, "depth": 2}
+    )
+
+
+@pytest.fixture(scope="session")
+def bert_template() -> HFEncoderBackbone:
+    torch.manual_seed(0)
+    backbone = HFEncoderBackbone(
+        str(minilm_path()), pretrained=False, config_overrides=dict(TINY_BERT)
+    )
+    with torch.no_grad():  # random init leaves biases at 0; make them count in the tests
+        for name, param in backbone.named_parameters():
+            if name.endswith("bias") and "LayerNorm" not in name:
+                param.normal_(std=0.02)
+    return backbone
+
+
+@pytest.fixture(scope="session")
+def templates(vit_template, bert_template) -> dict:
+    return {"vit": vit_template, "bert": bert_template}
+
+
+@pytest.fixture(scope="session")
+def batches(bert_template) -> dict[str, dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    text = dict(bert_template.tokenizer(TEXTS, padding=True, return_tensors="pt"))
+    return {
+        "vit": {
+            "pixel_values": torch.randn(2, 3, 32, 32, generator=g),
+            "labels": torch.tensor([0, 2]),
+        },
+        "bert": {**text, "labels": torch.tensor([1, 2])},
+    }
+
+
+@pytest.fixture
+def build(templates) -> Callable[..., FineTuneModule]:
+    """``build(family, method=None)``: a fresh module on a copy of the family's template
+    backbone (same weights every time) with the same head, the method applied if given."""
+
+    def make(family: str, method=None, backbone=None) -> FineTuneModule:
+        torch.manual_seed(123)
+        module = FineTuneModule(
+            backbone if backbone is not None else copy.deepcopy(templates[family]),
+            num_classes=NUM_CLASSES,
+            optimizer=functools.partial(torch.optim.AdamW, lr=1e-2),
+        )
+        if method is not None:
+            method.apply(module)
+        return module
+
+    return make
+
+
+def train_steps(module: FineTuneModule, batch: dict, steps: int = 3, lr: float = 1e-2) -> None:
+    """A few AdamW steps over the trainable parameters, in training mode."""
+    params = [p for _, p in module.trainable_parameters()]
+    optimizer = torch.optim.AdamW(params, lr=lr)
+    module.train()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = module.loss_fn(module(batch), batch["labels"])
+        loss.backward()
+        optimizer.step()
+    module.eval()
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in module.named_parameters()}
+
+
+def assert_only_method_trained(
+    module: FineTuneModule, before: dict[str, torch.Tensor], batch: dict
+) -> None:
+    """After ``train_steps``: every frozen parameter bit-identical, every trainable one moved."""
+    train_steps(module, batch)
+    trainable = {n for n, _ in module.trainable_parameters()}
+    for name, param in module.named_parameters():
+        if name in trainable:
+            assert not torch.equal(param, before[name]), f"{name} did not change"
+        else:
+            assert torch.equal(param, before[name]), f"frozen {name} changed"
+
+
+def count(module: FineTuneModule) -> int:
+    return sum(p.numel() for _, p in module.trainable_parameters())
+
+
+def head_count(dim: int) -> int:
+    return dim * NUM_CLASSES + NUM_CLASSES
+
+
+@torch.no_grad()
+def features(module: FineTuneModule, batch: dict) -> torch.Tensor:
+    module.eval()
+    return module(batch)
+
+
+def assert_round_trip(build, family: str, make_method, trained: FineTuneModule, batch) -> None:
+    """Trainable state -> fresh backbone + fresh method -> same outputs."""
+    state = trained.trainable_state_dict()
+    fresh = build(family, make_method())
+    fresh.load_trainable_state(state)
+    torch.testing.assert_close(features(fresh, batch), features(trained, batch), rtol=0, atol=0)
+
+
+def enable_checkpointing(module: FineTuneModule, family: str) -> None:
+    model = module.backbone.model
+    if family == "vit":
+        model.set_grad_checkpointing(True)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def gradients(module: FineTuneModule, batch: dict, bf16: bool = False) -> dict[str, torch.Tensor]:
+    module.train()
+    module.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = module.loss_fn(module(batch).float(), batch["labels"])
+    loss.backward()
+    return {n: p.grad for n, p in module.trainable_parameters()}
+
+
+def assert_checkpointing_and_bf16(build, family: str, make_method, batch: dict) -> None:
+    """Non-reentrant gradient checkpointing gives every trainable parameter the same
+    gradient as a plain backward (fp32); under bf16 autocast every one gets a finite one."""
+    plain = build(family, make_method())
+    for module in (plain,):
+        for sub in module.modules():  # dropout would make the two passes differ
+            if isinstance(sub, torch.nn.Dropout):
+                sub.p = 0.0
+    checkpointed = copy.deepcopy(plain)
+    enable_checkpointing(checkpointed, family)
+    reference = gradients(plain, batch)
+    got = gradients(checkpointed, batch)
+    assert set(got) == set(reference)
+    for name, grad in reference.items():
+        assert grad is not None, f"{name} got no gradient"
+        assert got[name] is not None, f"{name} got no gradient under checkpointing"
+        torch.testing.assert_close(got[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    for name, grad in gradients(checkpointed, batch, bf16=True).items():
+        assert grad is not None and torch.isfinite(grad).all(), name
+
+
+@pytest.fixture(scope="session")
+def helpers() -> SimpleNamespace:
+    """The functions above, for test modules (conftest is not importable by name)."""
+    return SimpleNamespace(
+        train_steps=train_steps,
+        snapshot=snapshot,
+        assert_only_method_trained=assert_only_method_trained,
+        count=count,
+        head_count=head_count,
+        features=features,
+        assert_round_trip=assert_round_trip,
+        enable_checkpointing=enable_checkpointing,
+        gradients=gradients,
+        assert_checkpointing_and_bf16=assert_checkpointing_and_bf16,
+    )
