@@ -53,7 +53,7 @@ def test_frozen_stays_identical_and_trainable_changes(key, make_cfg):
     trainer.fit(module, datamodule=datamodule)
     assert trainer.global_step == 3
     after = module.state_dict()
-    for name, param in module.named_parameters():
+    for name, _ in module.named_parameters():
         if name in trainable:
             assert not torch.equal(before[name], after[name]), f"{key}: {name} did not train"
         else:

@@ -37,9 +37,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def rebuild(ckpt: dict[str, Any], data_overrides: dict | None = None):
     """Backbone + method + module (+ data module) from a checkpoint, state loaded."""
+    import lightning.pytorch as pl
+
     from ftlab.train import build
 
     cfg = OmegaConf.create(ckpt["ftlab"]["config"])
+    if cfg.get("seed") is not None:  # randomly initialised backbones rebuild identically
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if data_overrides:
         cfg.data = OmegaConf.merge(cfg.data, data_overrides)
     datamodule, _, module, method = build(cfg)
@@ -53,7 +57,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from hydra.utils import instantiate
 
     ckpt = load_checkpoint(cfg.ckpt_path)
-    data_overrides = OmegaConf.to_container(cfg.get("data") or {}, resolve=True)
+    data_overrides = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else {}
     run_cfg, datamodule, module, method = rebuild(ckpt, data_overrides)
     if cfg.get("merge_lora"):
         if not hasattr(method, "merge"):
@@ -61,7 +65,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 f"merge_lora=true but method {method.name!r} has nothing to merge."
             )
         method.merge(module)
-    pl.seed_everything(run_cfg.get("seed") or 0, workers=True)
     trainer: pl.Trainer = instantiate(cfg.trainer)
     metrics = trainer.test(module, datamodule=datamodule)[0]
     out = {k: float(v) for k, v in metrics.items()}

@@ -6,6 +6,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from ftlab.backbones import TimmBackbone
 from ftlab.errors import ConfigError, MethodNotApplicable
@@ -163,7 +164,7 @@ def test_trains_under_a_lightning_trainer(build, batches, tmp_path):
         callbacks=[method],
         default_root_dir=tmp_path,
     )
-    trainer.fit(module, train_dataloaders=[batches["vit"]] * 3)
+    trainer.fit(module, train_dataloaders=DataLoader([batches["vit"]] * 3, batch_size=None))
     assert module.method is method
     ups = [m.adapter.up.weight for m in module.modules() if isinstance(m, AdapterSite)]
     assert ups and all(w.abs().sum() > 0 for w in ups)

@@ -112,7 +112,8 @@ class HFEncoderBackbone(Backbone):
         try:
             with torch.no_grad():
                 device = embeddings.word_embeddings.weight.device
-                return embeddings(input_ids=ids.to(device).unsqueeze(0))[0].float()
+                # .forward: not through hooks, such as a prompt method's own insertion
+                return embeddings.forward(input_ids=ids.to(device).unsqueeze(0))[0].float()
         finally:
             embeddings.train(was_training)
 

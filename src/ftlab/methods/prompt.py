@@ -126,10 +126,10 @@ class Prompt(Method):
         blocks = anatomy.blocks if self.deep else anatomy.blocks[:1]
         dim = anatomy.feature_dim
         embeddings = backbone.get_submodule(anatomy.embeddings)
+        values = [self.initial_values(backbone, dim) for _ in blocks]
         for i, block_name in enumerate(blocks):
             block = backbone.get_submodule(block_name)
-            values = self.initial_values(backbone, dim).to(_device(block))
-            prompt = PromptTokens(values, slot, self.dropout)
+            prompt = PromptTokens(values[i].to(_device(block)), slot, self.dropout)
             if hasattr(block, "prompt"):
                 raise ConfigError(f"{block_name} already has a `prompt` attribute.")
             block.add_module("prompt", prompt)
