@@ -2,7 +2,7 @@
 
 Throughput counts every training batch after the first few (warm-up, compilation), from
 the end of one batch to the end of the next, so data loading is included; time spent in
-validation between epochs is not.
+validation between epochs is not (an epoch's clock starts at its first step).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ class CostMetrics(pl.Callback):
         self.reset()
 
     def reset(self) -> None:
-        self.samples = 0
-        self.seconds = 0.0
+        self.samples = self.all_samples = 0
+        self.seconds = self.all_seconds = 0.0
         self.seen = 0
         self._last: float | None = None
         self._fit_start = 0.0
@@ -65,13 +65,28 @@ class CostMetrics(pl.Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._last = None  # the gap across validation and epoch boundaries is not training
 
+    def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
+        if self._last is None:  # first batch of an epoch: start the clock at the step
+            self._last = self._now(pl_module)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch: Any, batch_idx: int) -> None:
         now = self._now(pl_module)
         self.seen += 1
-        if self._last is not None and self.seen > self.warmup_batches:
-            self.seconds += now - self._last
-            self.samples += _batch_size(batch) * trainer.world_size
+        samples = _batch_size(batch) * trainer.world_size
+        elapsed = now - self._last
+        self.all_samples += samples
+        self.all_seconds += elapsed
+        if self.seen > self.warmup_batches:
+            self.samples += samples
+            self.seconds += elapsed
         self._last = now
+
+    @property
+    def samples_per_s(self) -> float | None:
+        """After warm-up; a run too short to have any falls back to every batch."""
+        if self.seconds:
+            return self.samples / self.seconds
+        return self.all_samples / self.all_seconds if self.all_seconds else None
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self.fit_seconds = time.perf_counter() - self._fit_start
@@ -81,7 +96,7 @@ class CostMetrics(pl.Callback):
         return {
             **self.params,
             "params/trainable_pct": self.trainable_pct,
-            "speed/train_samples_per_s": self.samples / self.seconds if self.seconds else None,
+            "speed/train_samples_per_s": self.samples_per_s,
             "memory/peak_bytes": int(torch.cuda.max_memory_allocated(pl_module.device))
             if cuda
             else peak_rss_bytes(),
