@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -62,7 +63,7 @@ def test_checkpoint_with_other_class_count_is_refused(trained, tmp_path):
 
 
 def test_truncated_and_missing_checkpoints_are_named(trained, tmp_path):
-    data = open(trained["linear_probe"]["checkpoint/path"], "rb").read()
+    data = Path(trained["linear_probe"]["checkpoint/path"]).read_bytes()
     path = tmp_path / "cut.ckpt"
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="could not be read.*truncated"):
