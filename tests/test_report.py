@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 import ftlab
+from ftlab.atomic import atomic_write
 from ftlab.errors import FtlabError
 from ftlab.report import load_results, main, summarize, write_report
-from ftlab.reporting.atomic import atomic_write
 from ftlab.reporting.fmt import human_bytes, human_count
 from ftlab.reporting.summary import pareto_mask
 

@@ -13,8 +13,9 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ftlab.atomic import atomic_write_json
 from ftlab.errors import CheckpointError
-from ftlab.run import CONF_DIR, atomic_write_json, exit_on_user_error, register_resolvers
+from ftlab.run import CONF_DIR, exit_on_user_error, register_resolvers
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -18,8 +18,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from ftlab.atomic import atomic_write_text
 from ftlab.errors import FtlabError
-from ftlab.reporting.atomic import atomic_write_text
 from ftlab.reporting.fmt import PARETO_MARK, table, varies
 from ftlab.reporting.load import load_results
 from ftlab.reporting.markdown import counts_line, render

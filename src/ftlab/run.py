@@ -4,10 +4,8 @@ loggers (W&B offline when there are no credentials), and a clean exit for user e
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,28 +64,6 @@ def print_config_tree(cfg: DictConfig, fields: tuple[str, ...] = ()) -> None:
         text = OmegaConf.to_yaml(value) if isinstance(value, dict | list) else str(value)
         branch.add(rich.syntax.Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
     rich.print(tree)
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write via a temporary file in the same directory and rename: a killed writer
-    leaves either the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_json(path: str | Path, data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def instantiate_list(cfg: DictConfig | None, extra: dict[str, dict] | None = None) -> list[Any]:

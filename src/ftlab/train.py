@@ -15,11 +15,10 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from ftlab.atomic import atomic_write_json, atomic_write_text
 from ftlab.errors import MethodNotApplicable
 from ftlab.run import (
     CONF_DIR,
-    atomic_write_json,
-    atomic_write_text,
     close_wandb,
     exit_on_user_error,
     instantiate_list,

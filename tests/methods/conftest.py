@@ -192,3 +192,13 @@ def helpers() -> SimpleNamespace:
         gradients=gradients,
         assert_checkpointing_and_bf16=assert_checkpointing_and_bf16,
     )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and lose a lot to them when other
+    processes share the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter
 
-from ftlab.reporting.atomic import atomic_write
+from ftlab.atomic import atomic_write
 from ftlab.reporting.fmt import percent_scale, samples_per_class, varies
 
 DPI = 150
