@@ -21,6 +21,10 @@ SECRET_MARKERS = ("api_key", "apikey", "token", "secret", "password")
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("ftlab.cwd"):
         OmegaConf.register_new_resolver("ftlab.cwd", lambda: os.getcwd())
+    if not OmegaConf.has_resolver("ftlab.gpu_for_job"):
+        from ftlab.sweep import gpu_for_job
+
+        OmegaConf.register_new_resolver("ftlab.gpu_for_job", gpu_for_job)
     if not OmegaConf.has_resolver("ftlab.minilm"):
         from ftlab.backbones.assets import minilm_path
 

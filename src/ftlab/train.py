@@ -27,6 +27,7 @@ from ftlab.run import (
     resolved,
     user_error,
 )
+from ftlab.sweep import previous_result, sweep_group
 
 RESULTS_FILE = "results.json"
 
@@ -62,6 +63,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from ftlab.callbacks.cost import CostMetrics
 
     out_dir = Path(cfg.paths.output_dir)
+    done = previous_result(out_dir)
+    if done is not None:  # a resumed sweep: this job finished in an earlier attempt
+        print(f"ftlab: {out_dir} already has a finished result; not training it again.")
+        return done
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         **run_identity(cfg),
@@ -132,7 +137,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 def _wandb_extra(cfg: DictConfig) -> dict[str, Any]:
     # the run config holds `_target_` nodes: pass it as plain data, never instantiated
-    return {"run_config": resolved(cfg), "_recursive_": False, "_convert_": "all"}
+    extra = {"run_config": resolved(cfg), "_recursive_": False, "_convert_": "all"}
+    wandb_cfg = cfg.get("logger", {}).get("wandb", {})
+    if wandb_cfg.get("group") is None and sweep_group():
+        extra["group"] = sweep_group()  # one W&B group per sweep
+    return extra
 
 
 def _summarise_to_wandb(results: dict[str, Any]) -> None:

@@ -1,0 +1,99 @@
+"""Real multiruns: the basic launcher (one process) and submitit's local launcher (one
+process per job), with an incompatible pair and a forced failure; the sweep survives both,
+summarises itself, writes its report, and resumes without retraining finished jobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_CNN
+from tests.wandb_records import summarize_run
+
+pytestmark = pytest.mark.slow
+
+BROKEN_METHOD = """\
+# a job that fails at set-up: EfficientNet-Lite0 has 7 blocks
+defaults:
+  - last_n
+name: broken
+n: 99
+"""
+
+
+def sweep(tmp_path: Path, sweep_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    conf = tmp_path / "extra_conf"
+    (conf / "method").mkdir(parents=True, exist_ok=True)
+    (conf / "method" / "broken.yaml").write_text(BROKEN_METHOD)
+    args = [
+        sys.executable, "-m", "ftlab.train", "-m",
+        *[o for o in TINY_CNN if not o.startswith("logger=")],
+        "method=linear_probe,last_n,prompt,broken", "seed=0,1",
+        f"hydra.sweep.dir={sweep_dir}", f"hydra.searchpath=[file://{conf}]",
+        *extra,
+    ]  # fmt: skip
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
+
+
+def statuses(sweep_dir: Path) -> dict[tuple[str, int], dict]:
+    out = {}
+    for path in sweep_dir.glob("*/results.json"):
+        data = json.loads(path.read_text())
+        out[(data["method"], data["seed"])] = data
+    return out
+
+
+def check_sweep(sweep_dir: Path, proc: subprocess.CompletedProcess) -> dict:
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    results = statuses(sweep_dir)
+    assert len(results) == 8, sorted(results)
+    for seed in (0, 1):
+        assert results[("linear_probe", seed)]["status"] == "done"
+        assert results[("last_n", seed)]["status"] == "done"
+        skipped = results[("prompt", seed)]
+        assert skipped["status"] == "skipped" and "method=prompt needs" in skipped["reason"]
+        failed = results[("broken", seed)]
+        assert failed["status"] == "failed" and "method.n=99" in failed["error"]
+    assert "4 done, 2 failed, 2 skipped" in output
+    report = (sweep_dir / "report.md").read_text()
+    assert "linear_probe" in report and "last_n(n=2)" in report
+    assert (sweep_dir / "acc_vs_params.png").stat().st_size > 10_000
+    return results
+
+
+def test_basic_launcher_sweep_survives_and_resumes(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = sweep(tmp_path, sweep_dir, "logger=wandb")
+    results = check_sweep(sweep_dir, proc)
+
+    # one W&B run per job, grouped by sweep, closed
+    done = [r for r in results.values() if r["status"] == "done"]
+    for r in done:
+        recorded = summarize_run(Path(r["wandb_dir"]))
+        assert recorded["group"] == sweep_dir.name
+        assert recorded["exit_code"] == 0
+        assert recorded["summary"]["test/acc"] == r["test/acc"]
+
+    # resume: finished jobs are not trained again, unfinished ones are
+    stamps = {k: r["finished"] for k, r in results.items() if r["status"] == "done"}
+    again = sweep(tmp_path, sweep_dir, "logger=none")
+    output = again.stdout + again.stderr
+    assert output.count("already has a finished result") == 4, output[-3000:]
+    results2 = check_sweep(sweep_dir, again)
+    for key, stamp in stamps.items():
+        assert results2[key]["finished"] == stamp
+
+
+def test_submitit_local_launcher_runs_each_job_in_its_own_process(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = sweep(tmp_path, sweep_dir, "logger=none", "hydra/launcher=local")
+    check_sweep(sweep_dir, proc)
+    logs = list((sweep_dir / ".submitit").rglob("*_log.out"))
+    assert len(logs) == 8  # one process (and log) per job
