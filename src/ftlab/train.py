@@ -213,22 +213,23 @@ def main(cfg: DictConfig) -> float | None:
     multirun = HydraConfig.get().mode.name == "MULTIRUN"
     if cfg.get("print_config", True):
         print_config_tree(cfg, ("model", "method", "data", "module", "trainer", "logger", "seed"))
+    metric = cfg.get("optimized_metric")
+    nothing = float("nan") if metric else None  # a sweeper sees a failed trial, not a crash
     try:
         results = train(cfg)
     except MethodNotApplicable as err:
         if multirun:
             print(f"ftlab: skipped: {err}")
-            return None
+            return nothing
         raise
     except Exception as err:
         if multirun:  # a sweep survives one failing job; results.json says why
             shown = user_error(err) or err
             print(f"ftlab: job failed: {type(shown).__name__}: {shown}")
-            return None
+            return nothing
         raise
     print_summary(results)
-    metric = cfg.get("optimized_metric")
-    return results.get(metric) if metric else None
+    return results.get(metric, nothing) if metric else None
 
 
 register_resolvers()
