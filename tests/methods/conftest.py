@@ -51,6 +51,12 @@ def bert_template() -> HFEncoderBackbone:
 
 
 @pytest.fixture(scope="session")
+def minilm_template() -> HFEncoderBackbone:
+    """The packaged all-MiniLM-L6-v2 with its real weights (slow tests only)."""
+    return HFEncoderBackbone(str(minilm_path()))
+
+
+@pytest.fixture(scope="session")
 def templates(vit_template, bert_template) -> dict:
     return {"vit": vit_template, "bert": bert_template}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -210,3 +212,16 @@ def test_wrappers_keep_the_original_module(build):
     block = module.backbone.model.blocks[0]
     assert isinstance(block.attn, AdapterSite) and isinstance(block.mlp, AdapterSite)
     assert isinstance(block.attn.base.qkv, nn.Linear)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_real_minilm_starts_unchanged_and_trains_only_adapters(
+    build, batches, helpers, minilm_template, placement
+):
+    batch = batches["bert"]
+    reference = helpers.features(build("bert", backbone=copy.deepcopy(minilm_template)), batch)
+    method = Adapter(placement=placement, activation="gelu")
+    module = build("bert", method, backbone=copy.deepcopy(minilm_template))
+    torch.testing.assert_close(helpers.features(module, batch), reference, rtol=0, atol=1e-6)
+    helpers.assert_only_method_trained(module, helpers.snapshot(module), batch)

@@ -214,3 +214,21 @@ def test_labels_and_hparams():
     assert Prefix(num_tokens=8).label == "prefix(k=8)"
     assert Prefix(num_tokens=8, reparam="mlp").label == "prefix(mlp,k=8)"
     assert Prefix(reparam=None).hparams()["reparam"] == "none"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reparam", ["none", "mlp"])
+def test_real_minilm_padding_fold_and_training(build, batches, helpers, minilm_template, reparam):
+    backbone = copy.deepcopy(minilm_template)
+    method = Prefix(num_tokens=8, reparam=reparam, mlp_hidden=64)
+    module = build("bert", method, backbone)
+    batch = batches["bert"]
+    short = int(batch["attention_mask"][0].sum())
+    alone = {k: v[:1, :short] for k, v in batch.items() if k != "labels"}
+    module.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(backbone(batch)[0], backbone(alone)[0], rtol=1e-5, atol=1e-5)
+    helpers.assert_only_method_trained(module, helpers.snapshot(module), batch)
+    trained = helpers.features(module, batch)
+    method.merge(module)
+    torch.testing.assert_close(helpers.features(module, batch), trained, rtol=1e-5, atol=1e-5)

@@ -257,3 +257,17 @@ def test_labels_and_hparams():
     assert Prompt(num_tokens=8).label == "prompt(k=8)"
     assert Prompt(num_tokens=8, deep=True).label == "prompt(deep,k=8)"
     assert Prompt(num_tokens=8).hparams()["num_tokens"] == 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("deep", [False, True])
+def test_real_minilm_padding_and_training(build, batches, helpers, minilm_template, deep):
+    backbone = copy.deepcopy(minilm_template)
+    module = build("bert", Prompt(num_tokens=8, deep=deep, init="vocab"), backbone)
+    batch = batches["bert"]
+    short = int(batch["attention_mask"][0].sum())
+    alone = {k: v[:1, :short] for k, v in batch.items() if k != "labels"}
+    module.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(backbone(batch)[0], backbone(alone)[0], rtol=1e-5, atol=1e-5)
+    helpers.assert_only_method_trained(module, helpers.snapshot(module), batch)
