@@ -70,3 +70,34 @@ def test_truncated_and_missing_checkpoints_are_named(trained, tmp_path):
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.ckpt")
+
+
+TINY_TEXT = [
+    "model=minilm",
+    "model.pretrained=false",
+    "model.config_overrides={num_hidden_layers:2,hidden_size:32,num_attention_heads:2,intermediate_size:64}",
+    "data=rotten_tomatoes",
+    "data.samples_per_class=8",
+    "data.val_samples=16",
+    "data.test_samples=32",
+    "data.max_length=24",
+    "trainer.max_epochs=1",
+    "logger=none",
+    *CKPT,
+    "print_config=false",
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "merge"),
+    [("prompt_deep", False), ("prefix_mlp", True), ("adapter", False), ("lora", True)],
+)
+def test_eval_reproduces_peft_runs_on_a_text_encoder(method, merge, tmp_path, data_dir):
+    results = train(compose([*TINY_TEXT, f"method={method}"], tmp_path / "run"))
+    ckpt = load_checkpoint(results["checkpoint/path"])
+    saved = ckpt["ftlab"]["config"]["method"]
+    assert "***" not in str(saved), saved  # size knobs such as num_tokens are not "secrets"
+    overrides = [f"ckpt_path={results['checkpoint/path']}", f"merge_lora={str(merge).lower()}"]
+    metrics = evaluate(compose(overrides, tmp_path / "eval", config_name="eval"))
+    assert metrics["test/acc"] == pytest.approx(results["test/acc"], abs=1e-6)
+    assert metrics["test/loss"] == pytest.approx(results["test/loss"], rel=1e-4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from ftlab.errors import ConfigError, FtlabError, suggest
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-SECRET_MARKERS = ("api_key", "apikey", "token", "secret", "password")
+SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password|credentials?)$")
 
 
 def register_resolvers() -> None:
@@ -41,9 +42,7 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
 def mask_secrets(data: Any) -> Any:
     if isinstance(data, dict):
         return {
-            k: (
-                "***" if any(m in str(k).lower() for m in SECRET_MARKERS) and v else mask_secrets(v)
-            )
+            k: ("***" if SECRET_KEY.search(str(k).lower()) and v else mask_secrets(v))
             for k, v in data.items()
         }
     if isinstance(data, list):

@@ -16,12 +16,11 @@ from torch import nn
 
 from ftlab.backbones.anatomy import Anatomy
 from ftlab.errors import ConfigError
-from ftlab.methods.base import Method, validate_count
+from ftlab.methods.base import Method, train_block_extras, validate_count
 
 PLACEMENTS = ("houlsby", "pfeiffer", "parallel")
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 INITS = ("near_identity", "normal", "kaiming")
-NORMS = (nn.LayerNorm, nn.RMSNorm)
 
 
 class Bottleneck(nn.Module):
@@ -119,25 +118,6 @@ def validate_layers(layers: Any, num_blocks: int | None = None) -> list[int] | N
             f"(valid: 0..{num_blocks - 1})."
         )
     return layers
-
-
-def train_block_extras(
-    module: nn.Module, norms: bool, bias: bool, layers: list[int] | None = None
-) -> None:
-    """Also train the normalisation layers and/or every bias inside the blocks
-    (``layers``: their indices; all blocks when ``None``)."""
-    backbone = module.backbone
-    blocks = backbone.anatomy.blocks
-    for block_name in blocks if layers is None else [blocks[i] for i in layers]:
-        block = backbone.get_submodule(block_name)
-        if norms:
-            for sub in block.modules():
-                if isinstance(sub, NORMS):
-                    sub.requires_grad_(True)
-        if bias:
-            for name, param in block.named_parameters():
-                if name.endswith("bias"):
-                    param.requires_grad_(True)
 
 
 class Adapter(Method):

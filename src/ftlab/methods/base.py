@@ -122,6 +122,28 @@ def freeze_batchnorm(root: nn.Module) -> int:
     return count
 
 
+NORMS = (nn.LayerNorm, nn.RMSNorm)
+
+
+def train_block_extras(
+    module: nn.Module, norms: bool, bias: bool, layers: list[int] | None = None
+) -> None:
+    """Also train the normalisation layers and/or every bias inside the blocks
+    (``layers``: their indices; all blocks when ``None``)."""
+    backbone = module.backbone
+    blocks = backbone.anatomy.blocks
+    for block_name in blocks if layers is None else [blocks[i] for i in layers]:
+        block = backbone.get_submodule(block_name)
+        if norms:
+            for sub in block.modules():
+                if isinstance(sub, NORMS):
+                    sub.requires_grad_(True)
+        if bias:
+            for name, param in block.named_parameters():
+                if name.endswith("bias"):
+                    param.requires_grad_(True)
+
+
 def validate_count(key: str, value: Any, upper: int | None = None, what: str = "") -> int:
     """Check an integer size knob: positive, and at most ``upper`` when given."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -21,8 +21,7 @@ from torch import nn
 
 from ftlab.backbones.anatomy import Anatomy
 from ftlab.errors import ConfigError
-from ftlab.methods.adapter import train_block_extras
-from ftlab.methods.base import Method, validate_count
+from ftlab.methods.base import Method, train_block_extras, validate_count
 
 REPARAMS = ("none", "mlp")
 ENCODER = "prefix_encoder"  # where the shared MLP sits in the backbone

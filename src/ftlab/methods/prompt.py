@@ -23,8 +23,7 @@ from torch import nn
 
 from ftlab.backbones.anatomy import Anatomy, TokenSlot
 from ftlab.errors import ConfigError
-from ftlab.methods.adapter import train_block_extras
-from ftlab.methods.base import Method, validate_count
+from ftlab.methods.base import Method, train_block_extras, validate_count
 
 POSITIONS = ("after_cls", "start")
 INITS = ("random", "normal", "vocab", "text")
