@@ -2,6 +2,7 @@
 
 from ftlab.methods.adapter import Adapter
 from ftlab.methods.base import Method
+from ftlab.methods.bitfit import BitFit
 from ftlab.methods.full import Full
 from ftlab.methods.gradual import Gradual
 from ftlab.methods.last_n import LastN
@@ -12,6 +13,7 @@ from ftlab.methods.prompt import Prompt
 
 __all__ = [
     "Adapter",
+    "BitFit",
     "Full",
     "Gradual",
     "LastN",

@@ -1,0 +1,23 @@
+"""BitFit (Ben Zaken et al. 2022): train only the bias terms inside the blocks, and the
+head. The README's walk-through of adding a method uses this file."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ftlab.methods.base import Method, train_block_extras
+
+
+class BitFit(Method):
+    name = "bitfit"
+    requires = frozenset({"head", "blocks"})
+
+    def __init__(self, train_norms: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.train_norms = train_norms
+
+    def hparams(self) -> dict:
+        return {**super().hparams(), "train_norms": self.train_norms}
+
+    def modify(self, module: nn.Module) -> None:
+        train_block_extras(module, norms=self.train_norms, bias=True)
