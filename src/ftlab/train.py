@@ -101,7 +101,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
         test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
 
-        results.update(cost.summary(module))
+        results.update(cost.summary())
         results.update(last_val)
         results.update({k: _num(v) for k, v in test_metrics.items()})
         if module.val_acc_best.update_called:

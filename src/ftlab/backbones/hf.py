@@ -49,6 +49,7 @@ class HFEncoderBackbone(Backbone):
         self.name = str(name)
         self.pooling = pooling
         transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
         local = Path(self.name).is_dir()
         offline = local or os.environ.get("HF_HUB_OFFLINE") == "1"
         try:

@@ -42,6 +42,7 @@ class CostMetrics(pl.Callback):
         self._fit_start = 0.0
         self.fit_seconds = 0.0
         self.params: dict[str, int] = {}
+        self.peak: tuple[int, str] | None = None
 
     def _now(self, pl_module: pl.LightningModule) -> float:
         if pl_module.device.type == "cuda":
@@ -90,17 +91,20 @@ class CostMetrics(pl.Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self.fit_seconds = time.perf_counter() - self._fit_start
+        # read now: Lightning moves the module back to the CPU at teardown
+        if pl_module.device.type == "cuda":
+            self.peak = (int(torch.cuda.max_memory_allocated(pl_module.device)), "cuda_allocated")
+        else:
+            self.peak = (peak_rss_bytes(), "process_rss")
 
-    def summary(self, pl_module: pl.LightningModule | None = None) -> dict[str, Any]:
-        cuda = pl_module is not None and pl_module.device.type == "cuda"
+    def summary(self) -> dict[str, Any]:
+        peak, kind = self.peak or (peak_rss_bytes(), "process_rss")
         return {
             **self.params,
             "params/trainable_pct": self.trainable_pct,
             "speed/train_samples_per_s": self.samples_per_s,
-            "memory/peak_bytes": int(torch.cuda.max_memory_allocated(pl_module.device))
-            if cuda
-            else peak_rss_bytes(),
-            "memory/kind": "cuda_allocated" if cuda else "process_rss",
+            "memory/peak_bytes": peak,
+            "memory/kind": kind,
             "time/fit_s": self.fit_seconds,
         }
 
