@@ -70,6 +70,8 @@ class FineTuneModule(pl.LightningModule):
 
     # -- forward -------------------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if "features" in batch:  # served by the feature cache: the backbone already ran
+            return self.head(batch["features"])
         return self.head(self.backbone(batch))
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

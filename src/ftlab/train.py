@@ -60,7 +60,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import lightning.pytorch as pl
     from hydra.utils import instantiate
 
-    from ftlab.callbacks.cost import CostMetrics
+    from ftlab.callbacks import CostMetrics, FeatureCache
 
     out_dir = Path(cfg.paths.output_dir)
     done = previous_result(out_dir)
@@ -74,7 +74,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "run_dir": str(out_dir),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    atomic_write_text(out_dir / "config.yaml", _yaml(resolved(cfg)))
+    run_config = resolved(cfg)
+    atomic_write_text(out_dir / "config.yaml", _yaml(run_config))
     exit_code = 1
     try:
         if cfg.get("seed") is not None:
@@ -82,12 +83,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         datamodule, backbone, module, method = build(cfg)
         results["method_label"] = method.label
         results["data/samples_per_class"] = cfg.data.get("samples_per_class")
-        module.run_info = {"config": resolved(cfg), "class_names": list(datamodule.class_names)}
+        module.run_info = {"config": run_config, "class_names": list(datamodule.class_names)}
 
         cost = CostMetrics()
-        callbacks = [method, cost, *instantiate_list(cfg.get("callbacks"))]
+        cache = FeatureCache(cfg.get("feature_cache", "auto"))
+        callbacks = [method, cache, cost, *instantiate_list(cfg.get("callbacks"))]
         loggers = instantiate_list(
-            cfg.get("logger"), extra={"ftlab.run.wandb_logger": _wandb_extra(cfg)}
+            cfg.get("logger"), extra={"ftlab.run.wandb_logger": _wandb_extra(cfg, run_config)}
         )
         if not loggers:  # Lightning refuses an LR monitor with nothing to log to
             callbacks = [
@@ -109,6 +111,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results["checkpoint/path"] = best
         results["checkpoint/bytes"] = os.path.getsize(best) if best else None
         results["epochs"] = trainer.current_epoch
+        results["feature_cache_s"] = cache.seconds or None
         results["status"] = "done"
         for logger in trainer.loggers:
             logger.log_metrics(
@@ -135,9 +138,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         atomic_write_json(out_dir / RESULTS_FILE, results)
 
 
-def _wandb_extra(cfg: DictConfig) -> dict[str, Any]:
+def _wandb_extra(cfg: DictConfig, run_config: dict[str, Any]) -> dict[str, Any]:
     # the run config holds `_target_` nodes: pass it as plain data, never instantiated
-    extra = {"run_config": resolved(cfg), "_recursive_": False, "_convert_": "all"}
+    extra = {"run_config": run_config, "_recursive_": False, "_convert_": "all"}
     wandb_cfg = cfg.get("logger", {}).get("wandb", {})
     if wandb_cfg.get("group") is None and sweep_group():
         extra["group"] = sweep_group()  # one W&B group per sweep

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
-from conftest import TIMM_CONFIG_96, write_images
 
+from conftest import TIMM_CONFIG_96, write_images
 from ftlab.data import ClassificationDataModule, FashionMNIST, ImageFolder, RottenTomatoes, TextCSV
 from ftlab.data.pipelines import CachedImageDataset, ImageDataset
 from ftlab.errors import ConfigError, DataError
@@ -116,8 +116,8 @@ def test_cached_images_equal_the_per_item_timm_transform(fashion):
     for dm in (cached, direct):
         dm.set_preprocessing(TIMM_CONFIG_96)
         dm.setup()
-    assert isinstance(cached.val_dataloader().dataset, CachedImageDataset)
-    assert isinstance(direct.val_dataloader().dataset, ImageDataset)
+    assert isinstance(cached.val_dataloader().dataset.dataset, CachedImageDataset)
+    assert isinstance(direct.val_dataloader().dataset.dataset, ImageDataset)
     for split in ("train_dataloader", "val_dataloader", "test_dataloader"):
         a, b = next(iter(getattr(cached, split)())), next(iter(getattr(direct, split)()))
         assert torch.equal(a["pixel_values"], b["pixel_values"])
@@ -128,11 +128,11 @@ def test_augment_transforms_training_images_per_item(fashion):
     dm = fashion(samples_per_class=2, val_samples=10, test_samples=10, augment=True)
     dm.set_preprocessing(TIMM_CONFIG_96)
     dm.setup("fit")
-    train = dm.train_dataloader().dataset
+    train = dm.train_dataloader().dataset.dataset
     assert isinstance(train, ImageDataset)
     torch.manual_seed(0)
     assert not torch.equal(train[0]["pixel_values"], train[0]["pixel_values"])
-    assert isinstance(dm.val_dataloader().dataset, CachedImageDataset)
+    assert isinstance(dm.val_dataloader().dataset.dataset, CachedImageDataset)
 
 
 def test_train_order_is_seeded_and_eval_order_fixed(image_root):
@@ -155,10 +155,10 @@ def test_setup_is_idempotent_and_needs_preprocessing(image_root):
         dm.setup("fit")
     dm.set_preprocessing(TIMM_CONFIG_96)
     dm.setup("fit")
-    train = dm.train_dataloader().dataset
+    train = dm.train_dataloader().dataset.dataset
     dm.setup("fit")
     dm.setup("test")
-    assert dm.train_dataloader().dataset is train
+    assert dm.train_dataloader().dataset.dataset is train
     assert sum(dm.split_sizes.values()) == 24
 
 

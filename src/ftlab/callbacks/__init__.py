@@ -1,5 +1,6 @@
 """Callbacks that are not fine-tuning methods: cost accounting and friends."""
 
 from ftlab.callbacks.cost import CostMetrics, count_parameters
+from ftlab.callbacks.feature_cache import FeatureCache
 
-__all__ = ["CostMetrics", "count_parameters"]
+__all__ = ["CostMetrics", "FeatureCache", "count_parameters"]

@@ -19,7 +19,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ftlab.data.pipelines import ImagePipeline, TextPipeline, preprocessing_modality
 from ftlab.data.sources import FIXED_SPLIT_SEED, SPLITS, Source, Split
@@ -247,7 +247,7 @@ class ClassificationDataModule(L.LightningDataModule):
                 raise DataError(f"data={self.name}: the {split} split is empty after selection.")
         return selected
 
-    def _dataset(self, split: str) -> Dataset:
+    def _dataset(self, split: str) -> FeatureSwitch:
         if split not in self._datasets:
             if self._preprocessing is None:
                 raise ConfigError(
@@ -255,8 +255,37 @@ class ClassificationDataModule(L.LightningDataModule):
                     "data is transformed the way the backbone expects."
                 )
             examples = self.select()[split]
-            self._datasets[split] = self.pipeline.dataset(examples, train=split == "train")
+            self._datasets[split] = FeatureSwitch(
+                self.pipeline.dataset(examples, train=split == "train")
+            )
         return self._datasets[split]
+
+    # ---------------------------------------------------------- feature caching
+    def random_transform(self, split: str) -> bool:
+        """Whether reading an item of ``split`` twice can give different inputs."""
+        return split == "train" and bool(getattr(self.pipeline, "augment", False))
+
+    def raw_loader(self, split: str) -> DataLoader:
+        """The split's inputs in dataset order, unshuffled: what a feature cache reads."""
+        return DataLoader(
+            self._dataset(split).dataset,
+            batch_size=self.eval_batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=self.pipeline.collate_fn,
+            pin_memory=self.pin_memory,
+        )
+
+    def set_features(self, split: str, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Serve precomputed backbone features (row i = item i) instead of inputs."""
+        dataset = self._dataset(split)
+        if len(features) != len(dataset):
+            raise ValueError(f"{len(features)} cached rows for {len(dataset)} {split} items.")
+        dataset.features, dataset.labels = features, labels
+
+    def clear_features(self) -> None:
+        for dataset in self._datasets.values():
+            dataset.features = dataset.labels = None
 
     # -------------------------------------------------------------- dataloaders
     def _loader(self, split: str) -> DataLoader:
@@ -267,7 +296,7 @@ class ClassificationDataModule(L.LightningDataModule):
             shuffle=train,
             generator=torch.Generator().manual_seed(self.seed) if train else None,
             num_workers=self.num_workers,
-            collate_fn=self.pipeline.collate_fn,
+            collate_fn=SwitchCollate(self.pipeline.collate_fn),
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
         )
@@ -286,3 +315,37 @@ class ClassificationDataModule(L.LightningDataModule):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, source={self.source!r}, sizes={self.split_sizes})"
+
+
+class FeatureSwitch(Dataset):
+    """A split's dataset whose items become ``{"features", "labels"}`` once a feature
+    cache is attached. Dataloaders made before the cache exists (Lightning builds the
+    train loader early to count steps) see the switch, since they hold this object."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self.features: torch.Tensor | None = None
+        self.labels: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if self.features is None:
+            return self.dataset[i]
+        return {"features": self.features[i], "labels": self.labels[i]}
+
+
+class SwitchCollate:
+    """The pipeline's collate for inputs; stacking for cached features."""
+
+    def __init__(self, collate: Any) -> None:
+        self.collate = collate
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if "features" in items[0]:
+            return {
+                "features": torch.stack([item["features"] for item in items]),
+                "labels": torch.stack([torch.as_tensor(item["labels"]) for item in items]).long(),
+            }
+        return self.collate(items) if self.collate is not None else default_collate(items)
