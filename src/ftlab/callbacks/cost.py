@@ -91,7 +91,9 @@ class CostMetrics(pl.Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self.fit_seconds = time.perf_counter() - self._fit_start
-        # read now: Lightning moves the module back to the CPU at teardown
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        # read here: by on_fit_end Lightning has moved the module back to the CPU
         if pl_module.device.type == "cuda":
             self.peak = (int(torch.cuda.max_memory_allocated(pl_module.device)), "cuda_allocated")
         else:
