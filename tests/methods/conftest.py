@@ -146,11 +146,11 @@ def assert_round_trip(build, family: str, make_method, trained: FineTuneModule, 
 
 
 def enable_checkpointing(module: FineTuneModule, family: str) -> None:
-    model = module.backbone.model
+    module.backbone.set_grad_checkpointing(True)
     if family == "vit":
-        model.set_grad_checkpointing(True)
+        assert module.backbone.model.grad_checkpointing
     else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        assert module.backbone.model.is_gradient_checkpointing
 
 
 def gradients(module: FineTuneModule, batch: dict, bf16: bool = False) -> dict[str, torch.Tensor]:

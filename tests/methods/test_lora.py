@@ -176,7 +176,7 @@ def test_bad_sizes_and_presets():
 
 def test_under_bf16_autocast_and_gradient_checkpointing():
     module, _ = build("vit", r=4)
-    module.backbone.model.set_grad_checkpointing(True)
+    module.backbone.set_grad_checkpointing(True)
     module.train()
     x = batch(module)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -184,3 +184,22 @@ def test_under_bf16_autocast_and_gradient_checkpointing():
     loss.backward()
     grads = [p.grad for n, p in module.named_parameters() if "lora_B" in n]
     assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_grad_checkpointing_from_the_model_config(make_cfg):
+    """model.grad_checkpointing=true trains LoRA weights (the non-reentrant kind)."""
+    from tests.conftest import TINY_CNN
+
+    from ftlab.train import train
+
+    base = [o for o in TINY_CNN if not o.startswith("model")]
+    cfg = make_cfg(
+        "model=vit_tiny", "model.pretrained=false", "+model.model_kwargs.img_size=32",
+        "+model.model_kwargs.depth=2", "model.grad_checkpointing=true", "method=lora",
+        base=base,
+    )  # fmt: skip
+    from ftlab.train import build
+
+    assert build(cfg)[1].model.grad_checkpointing
+    results = train(cfg)
+    assert results["status"] == "done" and results["params/trainable"] < 100_000

@@ -31,6 +31,11 @@ class Backbone(nn.Module):
     def describe(self) -> Anatomy:  # pragma: no cover - each family implements it
         raise NotImplementedError
 
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute block activations in the backward pass (always the non-reentrant kind:
+        the reentrant one silently gives LoRA weights no gradient)."""
+        raise NotImplementedError
+
     def preprocessing(self) -> Any:
         """What the data module needs to feed this backbone (timm data config or tokenizer)."""
         raise NotImplementedError

@@ -42,6 +42,7 @@ class HFEncoderBackbone(Backbone):
         config_overrides: dict[str, Any] | None = None,
         attn_implementation: str = "sdpa",
         label: str | None = None,
+        grad_checkpointing: bool = False,
     ) -> None:
         super().__init__(label=label or Path(str(name)).name)
         if pooling not in POOLINGS:
@@ -83,6 +84,16 @@ class HFEncoderBackbone(Backbone):
         else:
             self.model = AutoModel.from_config(config, **kwargs)
         self.config = config
+        if grad_checkpointing:
+            self.set_grad_checkpointing(True)
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        if enabled:
+            self.model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
+        else:
+            self.model.gradient_checkpointing_disable()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         hidden = self.forward_tokens(batch)

@@ -36,6 +36,7 @@ class TimmBackbone(Backbone):
         weights_file: str | None = None,
         model_kwargs: dict[str, Any] | None = None,
         label: str | None = None,
+        grad_checkpointing: bool = False,
     ) -> None:
         super().__init__(label=label or name)
         if not timm.is_model(name):
@@ -64,6 +65,14 @@ class TimmBackbone(Backbone):
                 f"{str(err).splitlines()[0][:200]}). Offline? Give a local file with "
                 "model.weights_file=PATH, or use model.pretrained=false."
             ) from err
+        if grad_checkpointing:
+            self.set_grad_checkpointing(True)
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        from timm.layers import set_reentrant_ckpt
+
+        set_reentrant_ckpt(False)
+        self.model.set_grad_checkpointing(enabled)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.token_slot is None:
