@@ -59,9 +59,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fine-tune and test one configuration; always leaves a ``results.json``."""
     import lightning.pytorch as pl
     from hydra.utils import instantiate
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     from ftlab.callbacks import CostMetrics, FeatureCache
 
+    main_rank = rank_zero_only.rank == 0  # under DDP, files are written once, by rank 0
     out_dir = Path(cfg.paths.output_dir)
     done = previous_result(out_dir)
     if done is not None:  # a resumed sweep: this job finished in an earlier attempt
@@ -75,7 +77,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     run_config = resolved(cfg)
-    atomic_write_text(out_dir / "config.yaml", _yaml(run_config))
+    if main_rank:
+        atomic_write_text(out_dir / "config.yaml", _yaml(run_config))
     exit_code = 1
     try:
         if cfg.get("seed") is not None:
@@ -135,7 +138,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     finally:
         results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         results["wandb_dir"] = close_wandb(exit_code)
-        atomic_write_json(out_dir / RESULTS_FILE, results)
+        if main_rank:
+            atomic_write_json(out_dir / RESULTS_FILE, results)
 
 
 def _wandb_extra(cfg: DictConfig, run_config: dict[str, Any]) -> dict[str, Any]:
@@ -231,7 +235,10 @@ def main(cfg: DictConfig) -> float | None:
             print(f"ftlab: job failed: {type(shown).__name__}: {shown}")
             return nothing
         raise
-    print_summary(results)
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank == 0:
+        print_summary(results)
     return results.get(metric, nothing) if metric else None
 
 
