@@ -185,6 +185,15 @@ def user_error(err: BaseException | None) -> FtlabError | None:
     return None
 
 
+def root_cause(err: BaseException) -> BaseException:
+    """What went wrong under Hydra's ``InstantiationException`` wrapper, if it wrapped it."""
+    from hydra.errors import InstantiationException
+
+    while isinstance(err, InstantiationException) and err.__cause__ is not None:
+        err = err.__cause__
+    return err
+
+
 def _fail(message: str) -> None:
     print(f"\nftlab: {message}", file=sys.stderr)
     sys.exit(2)

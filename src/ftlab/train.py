@@ -25,6 +25,7 @@ from ftlab.run import (
     print_config_tree,
     register_resolvers,
     resolved,
+    root_cause,
     user_error,
 )
 from ftlab.sweep import previous_result, sweep_group
@@ -128,7 +129,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         exit_code = 0
         raise
     except BaseException as err:
-        shown = user_error(err) or err
+        shown = user_error(err) or root_cause(err)
         results.update(
             status="failed",
             error=f"{type(shown).__name__}: {shown}",
@@ -231,7 +232,7 @@ def main(cfg: DictConfig) -> float | None:
         raise
     except Exception as err:
         if multirun:  # a sweep survives one failing job; results.json says why
-            shown = user_error(err) or err
+            shown = user_error(err) or root_cause(err)
             print(f"ftlab: job failed: {type(shown).__name__}: {shown}")
             return nothing
         raise
