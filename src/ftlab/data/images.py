@@ -75,16 +75,8 @@ def find_fashion_mnist(data_dir: Path, root: str | os.PathLike | None = None) ->
     return None
 
 
-class FashionMNIST(Source):
-    """Fashion-MNIST from the four original IDX ``.gz`` files: 60,000 train / 10,000 test.
-
-    Looked up in ``root``, ``<data_dir>/fashion-mnist``, ``<data_dir>/FashionMNIST/raw``
-    and ``/usr/share/datasets/fashion-mnist``; downloaded with torchvision only if
-    ``download`` is true.
-    """
-
-    name = "fashion_mnist"
-    modality = "image"
+class DownloadableSource(Source):
+    """A dataset found under ``root`` or ``data_dir``, downloaded only when asked to."""
 
     def __init__(
         self,
@@ -95,6 +87,18 @@ class FashionMNIST(Source):
         super().__init__(data_dir)
         self.root = root
         self.download = bool(download)
+
+
+class FashionMNIST(DownloadableSource):
+    """Fashion-MNIST from the four original IDX ``.gz`` files: 60,000 train / 10,000 test.
+
+    Looked up in ``root``, ``<data_dir>/fashion-mnist``, ``<data_dir>/FashionMNIST/raw``
+    and ``/usr/share/datasets/fashion-mnist``; downloaded with torchvision only if
+    ``download`` is true.
+    """
+
+    name = "fashion_mnist"
+    modality = "image"
 
     def locate(self) -> Path:
         place = find_fashion_mnist(self.data_dir, self.root)
@@ -129,22 +133,12 @@ class FashionMNIST(Source):
         return splits
 
 
-class CIFAR10(Source):
+class CIFAR10(DownloadableSource):
     """CIFAR-10 through torchvision, from ``root`` or ``<data_dir>/cifar10`` (or ``<data_dir>``)."""
 
     name = "cifar10"
     modality = "image"
     _folder = "cifar-10-batches-py"
-
-    def __init__(
-        self,
-        data_dir: str | os.PathLike | None = None,
-        root: str | os.PathLike | None = None,
-        download: bool = False,
-    ) -> None:
-        super().__init__(data_dir)
-        self.root = root
-        self.download = bool(download)
 
     def _torchvision_class(self):
         from torchvision.datasets import CIFAR10 as Dataset
