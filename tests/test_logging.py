@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ftlab.train import train
 from tests.wandb_records import summarize_run
 
@@ -36,3 +38,18 @@ def test_csv_logger_writes_metrics(make_cfg):
     metrics = Path(results["run_dir"]) / "csv" / "metrics.csv"
     header = metrics.read_text().splitlines()[0].split(",")
     assert "train/loss" in header and "val/acc" in header and "test/acc" in header
+
+
+@pytest.mark.slow
+def test_unreachable_wandb_falls_back_to_offline(make_cfg, monkeypatch):
+    """Credentials but no route to the server: the run trains and logs offline."""
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    cfg = make_cfg(
+        "method=linear_probe", "logger=wandb", "logger.wandb.mode=online",
+        "logger.wandb.init_timeout=10",
+    )  # fmt: skip
+    with pytest.warns(UserWarning, match="logging offline"):
+        results = train(cfg)
+    assert results["status"] == "done"
+    assert Path(results["wandb_dir"]).name.startswith("offline-run-")
+    assert summarize_run(Path(results["wandb_dir"]))["summary"]["test/acc"] == results["test/acc"]

@@ -103,11 +103,14 @@ def wandb_logger(
     project: str = "ftlab",
     mode: str = "auto",
     run_config: dict | None = None,
+    init_timeout: float = 60,
     **kwargs: Any,
 ):
     """A Lightning ``WandbLogger`` whose run lives in the run dir; ``mode=auto`` goes
     offline when there are no credentials. ``run_config`` (the resolved run config) goes to
-    ``wandb.init`` so offline runs sync with it."""
+    ``wandb.init`` so offline runs sync with it. An online run that cannot start (server
+    unreachable, bad key) falls back to offline with a warning: logging never kills training."""
+    import wandb
     from lightning.pytorch.loggers import WandbLogger
 
     modes = ("auto", "online", "offline", "disabled")
@@ -118,16 +121,36 @@ def wandb_logger(
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("WANDB_SILENT", "true")
     tags = [str(t) for t in kwargs.pop("tags", None) or []]
-    return WandbLogger(
-        save_dir=save_dir,
-        dir=save_dir,
-        project=project,
-        mode=mode,
-        offline=mode == "offline",
-        config=run_config,
-        tags=tags,
-        **kwargs,
-    )
+
+    def make(run_mode: str) -> WandbLogger:
+        return WandbLogger(
+            save_dir=save_dir,
+            dir=save_dir,
+            project=project,
+            mode=run_mode,
+            offline=run_mode == "offline",
+            config=run_config,
+            tags=tags,
+            settings=wandb.Settings(init_timeout=init_timeout),
+            **kwargs,
+        )
+
+    logger = make(mode)
+    if mode == "online":
+        try:
+            _ = logger.experiment  # start the run now, while falling back is still possible
+        except Exception as err:  # wandb raises its own CommError/UsageError types
+            import warnings
+
+            warnings.warn(
+                f"W&B could not start an online run ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:160]}); logging offline in {save_dir} instead "
+                "(upload later with `wandb sync`).",
+                stacklevel=2,
+            )
+            close_wandb(1)
+            logger = make("offline")
+    return logger
 
 
 def close_wandb(exit_code: int = 0) -> str | None:
