@@ -80,6 +80,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_config = resolved(cfg)
     if main_rank:
         atomic_write_text(out_dir / "config.yaml", _yaml(run_config))
+        # a job killed from here on reads as "running" (interrupted), not as an older attempt
+        atomic_write_json(out_dir / RESULTS_FILE, results)
     exit_code = 1
     try:
         if cfg.get("seed") is not None:
