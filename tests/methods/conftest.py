@@ -183,6 +183,20 @@ def assert_checkpointing_and_bf16(build, family: str, make_method, batch: dict) 
         assert grad is not None and torch.isfinite(grad).all(), name
 
 
+def first_alone(batch: dict) -> tuple[dict, int]:
+    """The first sequence of a padded batch on its own, unpadded, and its length."""
+    short = int(batch["attention_mask"][0].sum())
+    assert short < batch["attention_mask"].shape[1], "the first sequence must be padded"
+    return {k: v[:1, :short] for k, v in batch.items() if k != "labels"}, short
+
+
+def assert_padding_invariant(backbone, batch: dict) -> None:
+    """The pooled features of a sequence are the same alone and inside a padded batch."""
+    alone, _ = first_alone(batch)
+    with torch.no_grad():
+        torch.testing.assert_close(backbone(batch)[0], backbone(alone)[0], rtol=1e-5, atol=1e-5)
+
+
 @pytest.fixture(scope="session")
 def helpers() -> SimpleNamespace:
     """The functions above, for test modules (conftest is not importable by name)."""
@@ -197,6 +211,8 @@ def helpers() -> SimpleNamespace:
         enable_checkpointing=enable_checkpointing,
         gradients=gradients,
         assert_checkpointing_and_bf16=assert_checkpointing_and_bf16,
+        first_alone=first_alone,
+        assert_padding_invariant=assert_padding_invariant,
     )
 
 

@@ -120,13 +120,14 @@ def test_bert_attention_is_softmax_over_prefix_and_unpadded_tokens(build, batche
 
 @pytest.mark.parametrize("reparam", ["none", "mlp"])
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_bert_padding_does_not_change_real_tokens(build, batches, templates, reparam, attn):
+def test_bert_padding_does_not_change_real_tokens(
+    build, batches, templates, helpers, reparam, attn
+):
     backbone = copy.deepcopy(templates["bert"])
     backbone.model.config._attn_implementation = attn  # every layer reads this one config
     module = build("bert", Prefix(num_tokens=K, reparam=reparam, mlp_hidden=HIDDEN), backbone)
     batch = batches["bert"]
-    short = int(batch["attention_mask"][0].sum())
-    alone = {k: v[:1, :short] for k, v in batch.items() if k != "labels"}
+    alone, short = helpers.first_alone(batch)
     module.eval()
     with torch.no_grad():
         padded = backbone.forward_tokens(batch)[0, :short]
@@ -223,11 +224,8 @@ def test_real_minilm_padding_fold_and_training(build, batches, helpers, minilm_t
     method = Prefix(num_tokens=8, reparam=reparam, mlp_hidden=64)
     module = build("bert", method, backbone)
     batch = batches["bert"]
-    short = int(batch["attention_mask"][0].sum())
-    alone = {k: v[:1, :short] for k, v in batch.items() if k != "labels"}
     module.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(backbone(batch)[0], backbone(alone)[0], rtol=1e-5, atol=1e-5)
+    helpers.assert_padding_invariant(backbone, batch)
     helpers.assert_only_method_trained(module, helpers.snapshot(module), batch)
     trained = helpers.features(module, batch)
     method.merge(module)
