@@ -52,3 +52,15 @@ def test_method_configs_name_their_strategy():
         cfg = OmegaConf.load(CONF_DIR / "method" / f"{method}.yaml")
         if "defaults" not in cfg:
             assert cfg.name, method
+
+
+def test_a_vit_built_at_another_size_asks_the_data_for_that_size(tmp_path):
+    """`+model.model_kwargs.img_size=96` (the README's example) must reach the transforms."""
+    from hydra.utils import instantiate
+
+    cfg = compose(
+        ["model=vit_small", "model.pretrained=false", "+model.model_kwargs.img_size=96"], tmp_path
+    )
+    backbone = instantiate(cfg.model)
+    assert backbone.preprocessing()["input_size"] == (3, 96, 96)
+    assert backbone(backbone.example_batch(1)).shape == (1, 384)

@@ -94,7 +94,13 @@ class TimmBackbone(Backbone):
         return wrapper
 
     def preprocessing(self) -> dict[str, Any]:
-        return timm.data.resolve_model_data_config(self.model)
+        config = timm.data.resolve_model_data_config(self.model)
+        # a ViT built with another img_size only accepts that size; the pretrained config
+        # still names the size the weights were trained at
+        img_size = getattr(getattr(self.model, "patch_embed", None), "img_size", None)
+        if img_size is not None and getattr(self.model.patch_embed, "strict_img_size", True):
+            config["input_size"] = (config["input_size"][0], *img_size)
+        return config
 
     def example_batch(self, batch_size: int = 2, image_size: int | None = None) -> dict:
         c, h, w = self.preprocessing()["input_size"]
