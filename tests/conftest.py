@@ -34,6 +34,15 @@ TINY_CNN = [
 ]
 
 
+def found_or_fetched(find, fetch, data_dir: Path) -> Path:
+    """A real asset under ``data_dir``, fetched once through ftlab's own fetcher if absent."""
+    if find(data_dir) is None:
+        print(fetch(data_dir))
+    found = find(data_dir)
+    assert found is not None
+    return found
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """``$FTLAB_DATA_DIR`` (the Makefile's ``data/``), with the offline defaults fetched."""
@@ -41,8 +50,7 @@ def data_dir() -> Path:
     from ftlab.data.fetch import fetch_fashion_mnist
     from ftlab.data.images import find_fashion_mnist
 
-    if find_fashion_mnist(path) is None:
-        print(fetch_fashion_mnist(path))
+    found_or_fetched(find_fashion_mnist, fetch_fashion_mnist, path)
     return path
 
 

