@@ -136,15 +136,22 @@ def test_augment_transforms_training_images_per_item(fashion):
 
 
 def test_train_order_is_seeded_and_eval_order_fixed(image_root):
-    def labels(seed, loader="train_dataloader"):
+    def labels(seed, loader="train_dataloader", epochs=(0, 1)):
         dm = ClassificationDataModule(ImageFolder(image_root), batch_size=100, seed=seed)
         dm.set_preprocessing(TIMM_CONFIG_96)
-        epochs = getattr(dm, loader)()
-        return [next(iter(epochs))["labels"].tolist() for _ in range(2)]
+        loader = getattr(dm, loader)()
+        out = []
+        for epoch in epochs:
+            if hasattr(loader.sampler, "set_epoch"):  # what Lightning does before each epoch
+                loader.sampler.set_epoch(epoch)
+            out.append(next(iter(loader))["labels"].tolist())
+        return out
 
     first, again = labels(0), labels(0)
     assert first == again and first[0] != first[1]  # reproducible, reshuffled each epoch
     assert labels(0) != labels(5)
+    # the order of epoch 1 does not depend on epoch 0 having run (a resumed run)
+    assert labels(0, epochs=(1,)) == first[1:]
     val = labels(0, "val_dataloader")
     assert val[0] == val[1] == sorted(val[0])
 

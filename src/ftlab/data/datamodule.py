@@ -14,12 +14,12 @@ Split order, the same for every dataset:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sized
 from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, RandomSampler, default_collate
 
 from ftlab.data.pipelines import ImagePipeline, TextPipeline, preprocessing_modality
 from ftlab.data.sources import FIXED_SPLIT_SEED, SPLITS, Source, Split
@@ -293,8 +293,7 @@ class ClassificationDataModule(L.LightningDataModule):
         return DataLoader(
             self._dataset(split),
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            generator=torch.Generator().manual_seed(self.seed) if train else None,
+            sampler=EpochShuffle(self._dataset(split), self.seed) if train else None,
             num_workers=self.num_workers,
             collate_fn=SwitchCollate(self.pipeline.collate_fn),
             pin_memory=self.pin_memory,
@@ -315,6 +314,29 @@ class ClassificationDataModule(L.LightningDataModule):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, source={self.source!r}, sizes={self.split_sizes})"
+
+
+class EpochShuffle(RandomSampler):
+    """A shuffle that depends on (seed, epoch) only, not on what ran before.
+
+    Lightning calls ``set_epoch`` before every epoch, so a run resumed at epoch k sees the
+    same order as an uninterrupted one. The permutation is ``randperm`` seeded with
+    ``seed + epoch``, as in ``DistributedSampler``: one process with batch 2B sees exactly
+    the union of what two DDP ranks with batch B see at each step. Being a
+    ``RandomSampler``, Lightning still swaps it for a ``DistributedSampler`` under DDP.
+    """
+
+    def __init__(self, data_source: Sized, seed: int = 0) -> None:
+        super().__init__(data_source)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
 
 
 class FeatureSwitch(Dataset):
