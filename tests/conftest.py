@@ -85,3 +85,15 @@ def make_cfg(tmp_path, data_dir):
         return compose([*(TINY_CNN if base is None else base), *overrides], tmp_path / name)
 
     return _make
+
+
+def ftlab_cli(entry: str, *args: str, timeout: int = 600, **popen):
+    """``python -m ftlab.<entry> ARGS`` in a fresh process, as a user would run it."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", **popen.pop("env", {})}
+    cmd = [sys.executable, "-m", f"ftlab.{entry}", *args]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO, **popen
+    )

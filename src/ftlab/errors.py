@@ -36,6 +36,14 @@ class CheckpointError(FtlabError):
     """A checkpoint is missing, corrupt or does not fit the model it is loaded into."""
 
 
+class TrainingDiverged(FtlabError):
+    """The training loss became NaN or infinite."""
+
+
+class OutOfMemory(FtlabError):
+    """The accelerator ran out of memory; the message says what to shrink."""
+
+
 def suggest(value: str, choices: Iterable[str], n: int = 3) -> str:
     """A ``did you mean`` phrase for ``value`` among ``choices`` (empty when nothing is close)."""
     close = difflib.get_close_matches(str(value), list(choices), n=n, cutoff=0.5)

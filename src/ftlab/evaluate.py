@@ -10,30 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ftlab.atomic import atomic_write_json
+from ftlab.checkpoints import load_checkpoint
 from ftlab.errors import CheckpointError
 from ftlab.run import CONF_DIR, exit_on_user_error, register_resolvers
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint safely (``weights_only``), with a clear message when it is
-    missing, corrupt or not an ftlab checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"ckpt_path={str(path)!r} does not exist.")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(
-            f"ckpt_path={str(path)!r} could not be read ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:160]}); it may be truncated or not a torch checkpoint."
-        ) from err
-    if not isinstance(ckpt, dict) or "ftlab" not in ckpt or "state_dict" not in ckpt:
-        raise CheckpointError(f"ckpt_path={str(path)!r} is not an ftlab checkpoint.")
-    return ckpt
 
 
 def rebuild(ckpt: dict[str, Any], data_overrides: dict | None = None):

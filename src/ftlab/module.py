@@ -19,7 +19,7 @@ from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from ftlab.backbones.base import Backbone
-from ftlab.errors import CheckpointError, ConfigError
+from ftlab.errors import CheckpointError, ConfigError, TrainingDiverged
 
 # Frozen sub-modules are kept in eval mode on purpose (no dropout, no BatchNorm updates).
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
@@ -81,15 +81,25 @@ class FineTuneModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         loss, logits = self._step(batch)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite training loss ({loss.item()}) at step {self.global_step}: lower the "
-                "learning rate (method.lr) or use 32-true / bf16-mixed precision."
-            )
+            raise TrainingDiverged(self._divergence_message(loss))
         self.train_metrics.update(logits, batch["labels"])
         bs = batch["labels"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=bs)
         return loss
+
+    def _divergence_message(self, loss: torch.Tensor) -> str:
+        trainer = self.trainer
+        lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
+        ckpt = trainer.checkpoint_callback
+        last = getattr(ckpt, "last_model_path", "") or getattr(ckpt, "best_model_path", "")
+        kept = f" The last good checkpoint is {last}." if last else " No checkpoint was saved yet."
+        return (
+            f"non-finite training loss ({loss.item()}) at step {self.global_step} "
+            f"(epoch {self.current_epoch}), learning rate up to {max(lrs, default=0):.3g}, "
+            f"precision {trainer.precision}. Likely causes: a learning rate too high (lower "
+            "method.lr) or fp16 overflow (use trainer.precision=bf16-mixed or 32-true)." + kept
+        )
 
     def validation_step(self, batch, batch_idx):
         loss, logits = self._step(batch)
@@ -227,12 +237,24 @@ class FineTuneModule(pl.LightningModule):
             **getattr(self, "run_info", {}),
             "method": self.method.hparams() if self.method else None,
             "num_classes": self.num_classes,
+            # metric states are not in state_dict; a resumed run must remember its best
+            "val_acc_best": (
+                float(self.val_acc_best.compute()) if self.val_acc_best.update_called else None
+            ),
         }
 
     def load_trainable_state(
         self, state_dict: dict[str, torch.Tensor], source: str = "checkpoint"
     ) -> None:
         """Load a trainable-only state dict, refusing one that does not fit this model."""
+        self.check_trainable_state(state_dict, source)
+        self.load_state_dict(state_dict, strict=False)
+
+    def check_trainable_state(
+        self, state_dict: dict[str, torch.Tensor], source: str = "checkpoint"
+    ) -> None:
+        """Raise :class:`CheckpointError` unless ``state_dict`` holds exactly this model's
+        trainable state, with matching shapes."""
         own = self.state_dict()
         unexpected = sorted(set(state_dict) - set(own))
         missing = sorted(self.trainable_state_keys() - set(state_dict))
@@ -253,11 +275,24 @@ class FineTuneModule(pl.LightningModule):
                 f"{source} does not fit this model ({', '.join(parts)}). Was it trained with "
                 "another backbone, method or number of classes?"
             )
-        self.load_state_dict(state_dict, strict=False)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resuming ``fit``: refuse a checkpoint of another run shape (Lightning's loading
+        is not strict, since checkpoints hold the trainable state only), and restore what
+        lives outside ``state_dict``."""
         info = checkpoint.get("ftlab", {})
         if info.get("num_classes") not in (None, self.num_classes):
             raise CheckpointError(
                 f"checkpoint has {info['num_classes']} classes, this data has {self.num_classes}."
             )
+        theirs = (info.get("method") or {}).get("name")
+        ours = self.method.name if self.method is not None else None
+        if theirs and ours and theirs != ours:
+            raise CheckpointError(
+                f"the checkpoint was trained with method={theirs}; this run uses method={ours}. "
+                f"Resume with method={theirs}, or start without ckpt_path."
+            )
+        self.check_trainable_state(checkpoint["state_dict"])
+        if info.get("val_acc_best") is not None:
+            self.val_acc_best.reset()
+            self.val_acc_best.update(torch.tensor(info["val_acc_best"]))

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import torch
 from omegaconf import DictConfig
 
 from ftlab.atomic import atomic_write_json, atomic_write_text
-from ftlab.errors import MethodNotApplicable
+from ftlab.errors import MethodNotApplicable, OutOfMemory
 from ftlab.run import (
     CONF_DIR,
     close_wandb,
@@ -62,7 +63,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from hydra.utils import instantiate
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-    from ftlab.callbacks import CostMetrics, FeatureCache
+    from ftlab.callbacks import CostMetrics, EpochSeed, FeatureCache
+    from ftlab.checkpoints import AtomicCheckpointIO
 
     main_rank = rank_zero_only.rank == 0  # under DDP, files are written once, by rank 0
     out_dir = Path(cfg.paths.output_dir)
@@ -70,6 +72,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if done is not None:  # a resumed sweep: this job finished in an earlier attempt
         print(f"ftlab: {out_dir} already has a finished result; not training it again.")
         return done
+    ckpt_path = _checkpoint_to_resume(cfg, out_dir)
+    out_dir = Path(cfg.paths.output_dir)  # resuming may continue an earlier run's dir
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         **run_identity(cfg),
@@ -77,6 +81,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "run_dir": str(out_dir),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+    if ckpt_path is not None:
+        results["resumed_from"] = ckpt_path
     run_config = resolved(cfg)
     if main_rank:
         atomic_write_text(out_dir / "config.yaml", _yaml(run_config))
@@ -93,7 +99,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
         cost = CostMetrics()
         cache = FeatureCache(cfg.get("feature_cache", "auto"))
-        callbacks = [method, cache, cost, *instantiate_list(cfg.get("callbacks"))]
+        callbacks = [
+            method,
+            EpochSeed(cfg.get("seed")),
+            cache,
+            cost,
+            *instantiate_list(cfg.get("callbacks")),
+        ]
         loggers = instantiate_list(
             cfg.get("logger"), extra={"ftlab.run.wandb_logger": _wandb_extra(cfg, run_config)}
         )
@@ -101,9 +113,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             callbacks = [
                 c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)
             ]
-        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
+        trainer: pl.Trainer = instantiate(
+            cfg.trainer, callbacks=callbacks, logger=loggers or False, **plugins
+        )
 
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         last_val = {k: _num(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         ckpt = trainer.checkpoint_callback
         best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
@@ -131,18 +146,76 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         exit_code = 0
         raise
     except BaseException as err:
-        shown = user_error(err) or root_cause(err)
+        oom = (
+            _out_of_memory(cfg, err)
+            if isinstance(root_cause(err), torch.OutOfMemoryError)
+            else None
+        )
+        shown = oom or user_error(err) or root_cause(err)
         results.update(
             status="failed",
             error=f"{type(shown).__name__}: {shown}",
             traceback=traceback.format_exc(limit=8),
         )
+        if oom is not None:
+            raise oom from err
         raise
     finally:
         results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         results["wandb_dir"] = close_wandb(exit_code)
         if main_rank:
             atomic_write_json(out_dir / RESULTS_FILE, results)
+
+
+def _out_of_memory(cfg: DictConfig, err: BaseException) -> OutOfMemory:
+    """What to change when the accelerator ran out of memory, instead of a raw stack."""
+    first = str(root_cause(err)).strip().splitlines()[0][:200]
+    advice = [f"lower data.batch_size (now {cfg.data.get('batch_size')})"]
+    if cfg.model.get("grad_checkpointing") is False:
+        advice.append("set model.grad_checkpointing=true")
+    if "bf16" not in str(cfg.trainer.get("precision")):
+        advice.append(f"use trainer.precision=bf16-mixed (now {cfg.trainer.get('precision')})")
+    advice.append("or a parameter-efficient method (method=lora)")
+    return OutOfMemory(f"out of memory ({first}). To fit: {', '.join(advice)}.")
+
+
+def _checkpoint_to_resume(cfg: DictConfig, out_dir: Path) -> str | None:
+    """The checkpoint ``fit`` continues from, checked before anything is built.
+
+    ``resume=true``, ``ckpt_path=last`` or a job SLURM requeued: this run dir's last
+    checkpoint, else the newest
+    unfinished run of the same config (whose dir this run then continues in; a sweep job
+    only ever continues its own dir). An explicit path must be a readable ftlab checkpoint.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    from ftlab.checkpoints import LAST, LIGHTNING_KEYWORDS, find_resumable, load_checkpoint
+    from ftlab.errors import CheckpointError
+
+    ckpt_path = cfg.get("ckpt_path")
+    # SLURM requeued this job after preemption or a timeout (submitit's max_num_timeout)
+    requeued = os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0")
+    asked = bool(cfg.get("resume")) or ckpt_path == "last"
+    if asked or requeued:
+        multirun = HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN"
+        run_dir = find_resumable(out_dir, resolved(cfg), search_siblings=not multirun)
+        if run_dir is None:
+            if multirun or not asked:  # it never reached a checkpoint: start from the beginning
+                return None
+            raise CheckpointError(
+                f"resume=true: no unfinished run with this config and a {LAST} under "
+                f"{out_dir.parent}. Point hydra.run.dir at the run to continue, pass "
+                "ckpt_path=<file>, or drop resume=true to start afresh."
+            )
+        if run_dir != out_dir:
+            cfg.paths.output_dir = str(run_dir)
+        ckpt_path = str(run_dir / LAST)
+        print(f"ftlab: resuming {run_dir} from {LAST}")
+    elif ckpt_path in LIGHTNING_KEYWORDS:
+        return ckpt_path
+    if ckpt_path is not None:
+        load_checkpoint(ckpt_path)  # missing, truncated or foreign: one clear message now
+    return None if ckpt_path is None else str(ckpt_path)
 
 
 def _wandb_extra(cfg: DictConfig, run_config: dict[str, Any]) -> dict[str, Any]:
