@@ -15,7 +15,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from ftlab.backbones.anatomy import Anatomy, TokenSlot
 from ftlab.backbones.base import Backbone
-from ftlab.errors import BackboneError, ConfigError
+from ftlab.errors import BackboneError, ConfigError, suggest
 
 POOLINGS = ("mean", "cls")
 #: attention implementations whose 4-D mask ``extend_attention`` knows how to widen
@@ -60,7 +60,8 @@ class HFEncoderBackbone(Backbone):
             where = "local directory" if local else "Hugging Face model id"
             raise BackboneError(
                 f"model.name={self.name!r} could not be loaded as a {where} "
-                f"({type(err).__name__}: {str(err).splitlines()[0][:200]}). Use a directory with "
+                f"({type(err).__name__}: {str(err).splitlines()[0][:200]})."
+                f"{suggest(self.name, _cached_model_ids())} Use a directory with "
                 "config.json and tokenizer files, model=minilm for the packaged MiniLM, or a hub id "
                 "when online."
             ) from err
@@ -242,3 +243,13 @@ class _PrefixedSelfAttention(nn.Module):
             **kwargs,
         )
         return out.reshape(batch, length, -1).contiguous(), weights
+
+
+def _cached_model_ids() -> list[str]:
+    """Hub model ids in the local Hugging Face cache: the names that work offline."""
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        return sorted(r.repo_id for r in scan_cache_dir().repos if r.repo_type == "model")
+    except Exception:  # no cache dir yet, or an unreadable one: nothing to suggest
+        return []
