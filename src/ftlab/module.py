@@ -55,6 +55,8 @@ class FineTuneModule(pl.LightningModule):
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.method = None
         self.frozen_modules: set[str] = set()
+        # set by the feature cache when it holds block outputs: the rest of the backbone
+        self.feature_suffix: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.strict_loading = False  # checkpoints hold the trainable state only
 
         metrics = {
@@ -70,8 +72,11 @@ class FineTuneModule(pl.LightningModule):
 
     # -- forward -------------------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if "features" in batch:  # served by the feature cache: the backbone already ran
-            return self.head(batch["features"])
+        if "features" in batch:  # served by the feature cache: the frozen part already ran
+            features = batch["features"]
+            if self.feature_suffix is not None:  # only a frozen prefix was cached
+                features = self.feature_suffix(features)
+            return self.head(features)
         return self.head(self.backbone(batch))
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,6 +5,9 @@
 - :func:`previous_result`: a job whose run dir already holds a finished ``results.json``
   is not trained again, so rerunning a sweep into the same directory resumes it.
 - :func:`gpu_for_job`: one GPU per job when jobs of a sweep run side by side.
+- :func:`spawns_processes` / :func:`run_job_in_subprocess`: a sweep job that trains with
+  DDP on this machine runs as a single ``ftlab-train`` in a child process, so Lightning's
+  launcher (which re-executes ``sys.argv`` for every extra rank) never relaunches the sweep.
 """
 
 from __future__ import annotations
@@ -89,3 +92,72 @@ def summarize_sweep(sweep_dir: Path, report: bool = True) -> dict[str, list[tupl
         except (FtlabError, OSError, ValueError) as err:
             print(f"  report not written: {err}")
     return by_status
+
+
+# hydra overrides that belong to the sweep, not to one of its jobs
+SWEEP_ONLY = ("hydra.sweep", "hydra/launcher", "hydra.launcher", "hydra/sweeper", "hydra.sweeper")
+LAUNCHED_ENV = ("LOCAL_RANK", "WORLD_SIZE", "SLURM_NTASKS", "TORCHELASTIC_RUN_ID")
+
+
+def spawns_processes(cfg: DictConfig) -> bool:
+    """Whether Lightning would start extra processes (by re-running the command line) for
+    this job: a DDP-type strategy over more than one device or node, with no cluster
+    launcher (torchrun, SLURM tasks) that starts the ranks itself."""
+    if any(os.environ.get(k) for k in LAUNCHED_ENV):
+        return False
+    trainer = cfg.get("trainer") or {}
+    strategy = trainer.get("strategy")
+    name = str(strategy.get("_target_", "") if isinstance(strategy, DictConfig) else strategy)
+    if not any(kind in name.lower() for kind in ("ddp", "fsdp", "deepspeed")):
+        return False
+    if name.lower().endswith(("spawn", "notebook", "fork")):
+        return False  # these start their ranks without re-running the command line
+    return _device_count(trainer) * int(trainer.get("num_nodes") or 1) > 1
+
+
+def _device_count(trainer: DictConfig) -> int:
+    devices = trainer.get("devices", "auto")
+    if isinstance(devices, int) and devices > 0:
+        return devices
+    if not isinstance(devices, int | str):  # a list of device indices
+        return len(devices)
+    if isinstance(devices, str) and devices.isdigit():
+        return int(devices)
+    import torch
+
+    gpu = str(trainer.get("accelerator", "auto")) in ("gpu", "cuda", "auto")
+    return torch.cuda.device_count() if gpu and torch.cuda.is_available() else 1
+
+
+def run_job_in_subprocess(cfg: DictConfig) -> dict[str, Any]:
+    """Run this sweep job as a single ``ftlab-train`` run in a child process (which may
+    then spawn its DDP ranks) and return the ``results.json`` it leaves."""
+    import subprocess
+    import sys
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from ftlab.errors import FtlabError, MethodNotApplicable
+
+    hydra_cfg = HydraConfig.get()
+    job_dir = Path(hydra_cfg.runtime.output_dir)
+    hydra_overrides = [o for o in hydra_cfg.overrides.hydra if not o.startswith(SWEEP_ONLY)]
+    command = [
+        sys.executable, "-m", "ftlab.train",
+        "--config-name", hydra_cfg.job.config_name,
+        *hydra_cfg.overrides.task, *hydra_overrides,
+        f"hydra.run.dir={job_dir}", "hydra.output_subdir=null",
+    ]  # fmt: skip
+    print(f"ftlab: job {hydra_cfg.job.num} trains with DDP: running it as its own process")
+    proc = subprocess.run(command, check=False)
+    results = previous_result(job_dir)
+    if results is not None:
+        return results
+    try:
+        data = json.loads((job_dir / RESULTS_FILE).read_text())
+    except (OSError, ValueError):
+        data = {}
+    why = data.get("reason") or data.get("error") or f"exit code {proc.returncode}"
+    if data.get("status") == "skipped":
+        raise MethodNotApplicable(why)
+    raise FtlabError(f"the job's process failed: {why}")

@@ -29,7 +29,7 @@ from ftlab.run import (
     root_cause,
     user_error,
 )
-from ftlab.sweep import previous_result, sweep_group
+from ftlab.sweep import previous_result, run_job_in_subprocess, spawns_processes, sweep_group
 
 RESULTS_FILE = "results.json"
 
@@ -133,6 +133,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results["checkpoint/bytes"] = os.path.getsize(best) if best else None
         results["epochs"] = trainer.current_epoch
         results["feature_cache_s"] = cache.seconds or None
+        results["feature_cache"] = cache.kind  # "backbone", "prefix(k=...)" or None
         results["status"] = "done"
         for logger in trainer.loggers:
             logger.log_metrics(
@@ -299,7 +300,9 @@ def main(cfg: DictConfig) -> float | None:
     metric = cfg.get("optimized_metric")
     nothing = float("nan") if metric else None  # a sweeper sees a failed trial, not a crash
     try:
-        results = train(cfg)
+        # DDP re-runs the command line for each rank: a sweep job must not be that command
+        own_process = multirun and spawns_processes(cfg)
+        results = run_job_in_subprocess(cfg) if own_process else train(cfg)
     except MethodNotApplicable as err:
         if multirun:
             print(f"ftlab: skipped: {err}")
