@@ -31,3 +31,38 @@ def test_results_read_running_during_training(make_cfg, monkeypatch):
     assert results["status"] == "done"
     on_disk = json.loads((Path(results["run_dir"]) / "results.json").read_text())
     assert on_disk["status"] == "done"
+
+
+SECRET = "tok-9f8e7d6c5b4a"
+
+
+def _files_holding(root: Path, text: str) -> list[str]:
+    return [str(p) for p in root.rglob("*") if p.is_file() and text.encode() in p.read_bytes()]
+
+
+def test_secrets_reach_no_file_of_a_run(make_cfg, monkeypatch, tmp_path):
+    """A token in the environment, interpolated into a secret-named key and into an
+    ordinary one, is in neither config.yaml, results.json nor the checkpoints."""
+    import pytest
+
+    monkeypatch.setenv("MY_SERVICE_TOKEN", SECRET)
+    cfg = make_cfg(
+        "callbacks=default",
+        "~callbacks.progress_bar",
+        "+service.api_key=${oc.env:MY_SERVICE_TOKEN}",
+        "+service.url=https://user:${oc.env:MY_SERVICE_TOKEN}@example.org/x",
+    )
+    assert train(cfg)["status"] == "done"
+    run = Path(cfg.paths.output_dir)
+    assert list(run.glob("checkpoints/*.ckpt"))
+    assert "https://user:***@example.org/x" in (run / "config.yaml").read_text()
+    assert _files_holding(run, SECRET) == []
+
+    # an error message that quotes the secret is masked in results.json too
+    failing = make_cfg("model.name=${oc.env:MY_SERVICE_TOKEN}", name="failing")
+    with pytest.raises(Exception, match=SECRET):  # the user's own terminal may see it
+        train(failing)
+    out = Path(failing.paths.output_dir)
+    assert json.loads((out / "results.json").read_text())["status"] == "failed"
+    assert "model.name='***' is not a timm model" in (out / "results.json").read_text()
+    assert _files_holding(out, SECRET) == []

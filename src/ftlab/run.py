@@ -17,6 +17,7 @@ from ftlab.errors import ConfigError, FtlabError, suggest
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password|credentials?)$")
+SECRET_ENV = re.compile(r"API_?KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 
 
 def register_resolvers() -> None:
@@ -40,14 +41,31 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
 
 
 def mask_secrets(data: Any) -> Any:
+    """``data`` with the values of secret-looking keys replaced by ``***``, and the value of
+    every secret-looking environment variable (``WANDB_API_KEY``, ``HF_TOKEN``, ...) cut out
+    of every string, wherever it was interpolated or quoted in an error message."""
     if isinstance(data, dict):
         return {
             k: ("***" if SECRET_KEY.search(str(k).lower()) and v else mask_secrets(v))
             for k, v in data.items()
         }
-    if isinstance(data, list):
+    if isinstance(data, list | tuple):
         return [mask_secrets(v) for v in data]
+    if isinstance(data, str):
+        for secret in _secret_env_values():
+            data = data.replace(secret, "***")
     return data
+
+
+def _secret_env_values() -> list[str]:
+    """Values of environment variables whose names say they hold a secret (8+ characters,
+    so that a flag such as TOKENIZERS_PARALLELISM=false is not one), longest first."""
+    found = {
+        value
+        for name, value in os.environ.items()
+        if SECRET_ENV.search(name) and len(value) >= 8 and not name.startswith("TOKENIZERS_")
+    }
+    return sorted(found, key=len, reverse=True)
 
 
 def print_config_tree(cfg: DictConfig, fields: tuple[str, ...] = ()) -> None:

@@ -23,6 +23,7 @@ from ftlab.run import (
     close_wandb,
     exit_on_user_error,
     instantiate_list,
+    mask_secrets,
     print_config_tree,
     register_resolvers,
     resolved,
@@ -119,6 +120,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         )
 
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        if ckpt_path is not None and "val/acc" not in trainer.callback_metrics:
+            # resumed from the checkpoint of the last epoch: fit had nothing left to run
+            trainer.validate(module, datamodule=datamodule, verbose=False)
         last_val = {k: _num(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         ckpt = trainer.checkpoint_callback
         best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
@@ -164,8 +168,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     finally:
         results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         results["wandb_dir"] = close_wandb(exit_code)
-        if main_rank:
-            atomic_write_json(out_dir / RESULTS_FILE, results)
+        if main_rank:  # an error message may quote a secret a config interpolated
+            atomic_write_json(out_dir / RESULTS_FILE, mask_secrets(results))
 
 
 def _out_of_memory(cfg: DictConfig, err: BaseException) -> OutOfMemory:
