@@ -49,3 +49,11 @@ class OutOfMemoryAt(_AtStep):
             "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of "
             "79.10 GiB of which 1.02 GiB is free."
         )
+
+
+class KillAtTest(pl.Callback):
+    """SIGKILL this process when testing starts: training and its last checkpoint are done,
+    the results are not."""
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -40,24 +40,35 @@ def run_dirs(root: Path) -> list[Path]:
     return sorted(p.parent for p in root.glob("logs/train/runs/*/config.yaml"))
 
 
+KILL_AFTER_TRAINING = ["+callbacks.fault._target_=tests.faults.KillAtTest"]
+
+
 @pytest.mark.parametrize(
-    ("method", "how"),
-    [("gradual", {"args": ["resume=true"]}), ("lora", {"env": {"SLURM_RESTART_COUNT": "1"}})],
-    ids=["gradual-resume=true", "lora-requeued-by-slurm"],
+    ("method", "how", "kill", "epoch"),
+    [
+        ("gradual", {"args": ["resume=true"]}, fault("KillAt"), 0),
+        ("lora", {"env": {"SLURM_RESTART_COUNT": "1"}}, fault("KillAt"), 0),
+        ("last_n", {"args": ["ckpt_path=last"]}, KILL_AFTER_TRAINING, 2),
+    ],
+    ids=[
+        "gradual-mid-epoch-resume=true",
+        "lora-mid-epoch-requeued-by-slurm",
+        "last_n-at-test-ckpt_path=last",
+    ],
 )
-def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(
-    method, how, tmp_path, data_dir
+def test_sigkill_then_resume_ends_like_an_uninterrupted_run(
+    method, how, kill, epoch, tmp_path, data_dir
 ):
     args = [*RUN, f"method={method}"]
     whole = ftlab_cli("train", *args, f"hydra.run.dir={tmp_path / 'whole'}")
     assert whole.returncode == 0, whole.stderr[-3000:]
     expected = results(tmp_path / "whole")
 
-    killed = ftlab_cli("train", *args, *fault("KillAt"), f"paths.root_dir={tmp_path}")
+    killed = ftlab_cli("train", *args, *kill, f"paths.root_dir={tmp_path}")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     [run] = run_dirs(tmp_path)
     assert results(run)["status"] == "running"  # what a killed job leaves: never "done"
-    assert load_checkpoint(run / LAST)["epoch"] == 0  # the end of the first epoch
+    assert load_checkpoint(run / LAST)["epoch"] == epoch  # the last epoch that ended
 
     # no run dir given: resume finds the interrupted run with this config and continues it
     resumed = ftlab_cli(
@@ -156,12 +167,22 @@ def test_a_sigkill_storm_loses_no_sweep_job(tmp_path, data_dir):
     rng = random.Random(0)
     finished: dict[tuple[str, int], str] = {}  # job -> its "finished" stamp when first done
     kills = 0
+
+    def progress() -> int:  # jobs done + jobs with a checkpoint: grows with every event
+        done = sum(r["status"] == "done" for r in sweep_results(stormy).values())
+        return done + len(list(stormy.glob(f"*/{LAST}")))
+
     for _ in range(4):
         proc = subprocess.Popen(
             command(stormy), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
             cwd=REPO, start_new_session=True,
         )  # fmt: skip
-        time.sleep(rng.uniform(8, 30))
+        # strike at a random moment after the next checkpoint or finished job, so that
+        # kills land mid-epoch, mid-job and between jobs, and the sweep moves in between
+        target, deadline = progress() + 1, time.monotonic() + 300
+        while proc.poll() is None and progress() < target and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(rng.uniform(0, 3))
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             kills += 1
@@ -180,6 +201,7 @@ def test_a_sigkill_storm_loses_no_sweep_job(tmp_path, data_dir):
     print(f"kill storm: {kills} kills, {len(finished)} jobs done before the last rerun, "
           f"{len(resumed)} resumed mid-run {resumed}, {len(lost)} lost")  # fmt: skip
     assert lost == []
+    assert finished and resumed, "the storm must hit both finished and half-trained jobs"
     assert got.keys() == expected.keys()
     for job, want in expected.items():
         assert got[job]["status"] == "done", job
