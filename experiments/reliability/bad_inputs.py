@@ -42,7 +42,8 @@ def main() -> None:
         )
         shown = " ".join(o.replace(str(tmp), "<tmp>") for o in case.overrides or overrides)
         said = said.replace(str(tmp), "<tmp>").replace(str(work), "<work>")
-        rows.append((case.id, f"`ftlab-{case.entry[:4]} {shown}`", proc.returncode, said))
+        command = {"train": "ftlab-train", "evaluate": "ftlab-eval"}[case.entry]
+        rows.append((case.id, f"`{command} {shown}`", proc.returncode, said))
         print(f"{proc.returncode}  {case.id}: {said[:150]}", flush=True)
     lines = [
         "# Bad input: what each case produced",
