@@ -95,7 +95,15 @@ def summarize_sweep(sweep_dir: Path, report: bool = True) -> dict[str, list[tupl
 
 
 # hydra overrides that belong to the sweep, not to one of its jobs
-SWEEP_ONLY = ("hydra.sweep", "hydra/launcher", "hydra.launcher", "hydra/sweeper", "hydra.sweeper")
+SWEEP_ONLY = (
+    "hydra.mode",
+    "hydra.sweep",
+    "hydra/launcher",
+    "hydra.launcher",
+    "hydra/sweeper",
+    "hydra.sweeper",
+)
+JOB_PROCESS = "FTLAB_SWEEP_JOB_PROCESS"  # set in the child: it never re-runs itself again
 LAUNCHED_ENV = ("LOCAL_RANK", "WORLD_SIZE", "SLURM_NTASKS", "TORCHELASTIC_RUN_ID")
 
 
@@ -103,7 +111,7 @@ def spawns_processes(cfg: DictConfig) -> bool:
     """Whether Lightning would start extra processes (by re-running the command line) for
     this job: a DDP-type strategy over more than one device or node, with no cluster
     launcher (torchrun, SLURM tasks) that starts the ranks itself."""
-    if any(os.environ.get(k) for k in LAUNCHED_ENV):
+    if os.environ.get(JOB_PROCESS) or any(os.environ.get(k) for k in LAUNCHED_ENV):
         return False
     trainer = cfg.get("trainer") or {}
     strategy = trainer.get("strategy")
@@ -146,10 +154,10 @@ def run_job_in_subprocess(cfg: DictConfig) -> dict[str, Any]:
         sys.executable, "-m", "ftlab.train",
         "--config-name", hydra_cfg.job.config_name,
         *hydra_cfg.overrides.task, *hydra_overrides,
-        f"hydra.run.dir={job_dir}", "hydra.output_subdir=null",
+        f"hydra.run.dir={job_dir}", "hydra.output_subdir=null", "hydra.mode=RUN",
     ]  # fmt: skip
     print(f"ftlab: job {hydra_cfg.job.num} trains with DDP: running it as its own process")
-    proc = subprocess.run(command, check=False)
+    proc = subprocess.run(command, check=False, env={**os.environ, JOB_PROCESS: "1"})
     results = previous_result(job_dir)
     if results is not None:
         return results
