@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import TINY_CNN
+from tests.conftest import TINY_CNN, ftlab_cli
 
 pytestmark = pytest.mark.slow
+
+#: a 2-block ViT at 32 px, randomly initialised: 80 training images, 2 epochs
+TINY_VIT = [
+    "model=vit_tiny", "model.pretrained=false",
+    "+model.model_kwargs.img_size=32", "+model.model_kwargs.depth=2",
+    "data=fashion_mnist", "data.samples_per_class=8", "data.image_size=32",
+    "data.val_samples=16", "data.test_samples=16", "trainer.max_epochs=2",
+    "logger=none", "callbacks=none", "print_config=false",
+]  # fmt: skip
 
 
 def test_two_process_cpu_ddp_run_writes_its_results_once(tmp_path, data_dir):
     """trainer=ddp_cpu: two gloo processes, one run dir, one results.json, one summary."""
-    args = [
-        sys.executable, "-m", "ftlab.train", "trainer=ddp_cpu", "method=lora",
+    proc = ftlab_cli(
+        "train", "trainer=ddp_cpu", "method=lora",
         *[o for o in TINY_CNN if not o.startswith("trainer.")], "trainer.max_epochs=2",
         f"paths.log_dir={tmp_path}",
-    ]  # fmt: skip
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    )  # fmt: skip
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     (results,) = tmp_path.glob("train/runs/*/results.json")
@@ -28,3 +34,53 @@ def test_two_process_cpu_ddp_run_writes_its_results_once(tmp_path, data_dir):
     assert data["status"] == "done" and data["method"] == "lora"
     assert out.count("test accuracy") == 1  # rank 1 stays quiet
     assert "distributed_backend=gloo" in out and "All distributed processes registered" in out
+
+
+# the loss of one step agrees to float32 reduction-order noise
+RTOL = 1e-4
+
+
+@pytest.mark.parametrize("method", ["linear_probe", "lora", "adapter", "prefix"])
+def test_two_processes_follow_the_one_process_loss_trajectory(method, tmp_path, data_dir):
+    """Same global batch (1 x 16 vs 2 x 8): the same shuffle (EpochShuffle and
+    DistributedSampler share randperm(seed + epoch)), the same averaged gradients, so the
+    same loss at every step and the same trained model."""
+    traces = {}
+    for name, setup in (("one", ["data.batch_size=16"]), ("two", ["trainer=ddp_cpu", "data.batch_size=8"])):  # fmt: skip
+        trace = tmp_path / f"{name}.json"
+        proc = ftlab_cli(
+            "train", *TINY_VIT, f"method={method}", *setup, f"hydra.run.dir={tmp_path / name}",
+            "+callbacks.trace._target_=tests.probes.LossTrace", f"+callbacks.trace.path={trace}",
+        )  # fmt: skip
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        traces[name] = json.loads(trace.read_text())
+    one, two = traces["one"], traces["two"]
+    assert len(one) == len(two) == 10  # 5 steps x 2 epochs
+    assert one == pytest.approx(two, rel=RTOL), list(zip(one, two, strict=True))
+    worst = max(abs(a - b) / abs(a) for a, b in zip(one, two, strict=True))
+    print(f"{method}: largest relative loss difference over 10 steps {worst:.2e}")
+    assert one[0] != pytest.approx(one[-1], rel=1e-3)  # it trained: the loss moved
+    results = {n: json.loads((tmp_path / n / "results.json").read_text()) for n in traces}
+    assert results["one"]["test/loss"] == pytest.approx(results["two"]["test/loss"], rel=RTOL)
+
+
+def test_a_ddp_job_inside_a_sweep_does_not_relaunch_the_sweep(tmp_path, data_dir):
+    """The basic launcher runs the sweep in one process, and Lightning starts DDP ranks by
+    re-running the command line: each DDP job therefore runs as its own single run."""
+    sweep_dir = tmp_path / "sweep"
+    proc = ftlab_cli(
+        "train", "-m", "trainer=ddp_cpu", "method=linear_probe,lora",
+        *[o for o in TINY_CNN if not o.startswith("trainer.")], "trainer.max_epochs=1",
+        f"hydra.sweep.dir={sweep_dir}", f"paths.log_dir={tmp_path / 'logs'}",
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert out.count("Launching 2 jobs locally") == 1
+    assert out.count("trains with DDP: running it as its own process") == 2
+    assert "2 done" in out
+    found = sorted(p.parent.name for p in sweep_dir.rglob("results.json"))
+    assert found == ["0", "1"]
+    for job in found:
+        data = json.loads((sweep_dir / job / "results.json").read_text())
+        assert data["status"] == "done"
+    assert not (tmp_path / "logs").exists()  # no rank wandered off into a run dir of its own

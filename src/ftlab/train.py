@@ -101,8 +101,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         cost = CostMetrics()
         cache = FeatureCache(cfg.get("feature_cache", "auto"))
         callbacks = [
+            EpochSeed(cfg.get("seed")),  # first: it seeds what the method initialises
             method,
-            EpochSeed(cfg.get("seed")),
             cache,
             cost,
             *instantiate_list(cfg.get("callbacks")),
