@@ -20,6 +20,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from ftlab.backbones.base import Backbone
 from ftlab.errors import CheckpointError, ConfigError, TrainingDiverged
+from ftlab.hardware import fused_optimizer_kwargs
+
+COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 # Frozen sub-modules are kept in eval mode on purpose (no dropout, no BatchNorm updates).
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
@@ -36,12 +39,25 @@ class FineTuneModule(pl.LightningModule):
         label_smoothing: float = 0.0,
         head_dropout: float = 0.0,
         weight_decay_norms: bool = False,
+        compile: bool | str = False,
+        compile_backend: str = "inductor",
+        channels_last: bool | str = "auto",
     ) -> None:
         super().__init__()
         if num_classes < 2:
             raise ConfigError(f"num_classes={num_classes}: a classifier needs at least 2 classes.")
         if not 0 <= warmup_fraction < 1:
             raise ConfigError(f"module.warmup_fraction={warmup_fraction} must be in [0, 1).")
+        if compile not in COMPILE_MODES:
+            raise ConfigError(
+                f"module.compile={compile!r} is not one of {', '.join(map(str, COMPILE_MODES))}."
+            )
+        if channels_last not in ("auto", True, False):
+            raise ConfigError(f"module.channels_last={channels_last!r} is not auto, true or false.")
+        self.compile_mode = compile
+        self.compile_backend = compile_backend
+        self.channels_last = channels_last
+        self._prepared = False
         self.backbone = backbone
         self.num_classes = num_classes
         self.head = nn.Sequential(
@@ -133,6 +149,25 @@ class FineTuneModule(pl.LightningModule):
         self.log_dict(self.test_metrics.compute(), sync_dist=True)
         self.test_metrics.reset()
 
+    # -- kernels: memory format and compilation ---------------------------------------------
+    def configure_model(self) -> None:
+        """After the method has built what trains and before the strategy wraps the model:
+        channels-last for CNNs on CUDA (``channels_last: auto``), and ``torch.compile`` of
+        the backbone (``compile: true`` or a mode such as ``max-autotune``)."""
+        if self._prepared:  # Lightning calls this for fit and again for test
+            return
+        self._prepared = True
+        cuda = self.trainer.strategy.root_device.type == "cuda"
+        if self.backbone.anatomy.family == "cnn" and (
+            self.channels_last is True or (self.channels_last == "auto" and cuda)
+        ):
+            self.backbone.to(memory_format=torch.channels_last)
+            self.backbone.channels_last = True
+        if self.compile_mode:
+            mode = None if self.compile_mode is True else self.compile_mode
+            # nn.Module.compile keeps parameter names, so checkpoints load either way
+            self.backbone.compile(mode=mode, backend=self.compile_backend)
+
     # -- what trains, and which parts stay in eval mode ------------------------------------
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
@@ -184,7 +219,8 @@ class FineTuneModule(pl.LightningModule):
         if not groups:
             raise ConfigError("nothing is trainable: the method froze every parameter.")
         param_groups = sorted(groups.values(), key=lambda g: (g["start_epoch"], -g["lr"]))
-        optimizer = self.optimizer_factory(param_groups)
+        extra = fused_optimizer_kwargs(self.optimizer_factory, self.device)
+        optimizer = self.optimizer_factory(param_groups, **extra)
 
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = (

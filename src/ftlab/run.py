@@ -27,6 +27,10 @@ def register_resolvers() -> None:
         from ftlab.sweep import gpu_for_job
 
         OmegaConf.register_new_resolver("ftlab.gpu_for_job", gpu_for_job)
+    if not OmegaConf.has_resolver("ftlab.precision"):
+        from ftlab.hardware import best_precision
+
+        OmegaConf.register_new_resolver("ftlab.precision", best_precision)
     if not OmegaConf.has_resolver("ftlab.minilm"):
         from ftlab.backbones.assets import minilm_path
 

@@ -28,6 +28,8 @@ class TimmBackbone(Backbone):
     modality = "image"
     token_slot: TokenSlot | None = None
     """Tokens a method inserted after the embeddings (prompts); removed before pooling."""
+    channels_last: bool = False
+    """Inputs go in NHWC (set by the module with its weights: faster convolutions on GPUs)."""
 
     def __init__(
         self,
@@ -76,7 +78,10 @@ class TimmBackbone(Backbone):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.token_slot is None:
-            return self.model(batch["pixel_values"])
+            pixels = batch["pixel_values"]
+            if self.channels_last:
+                pixels = pixels.contiguous(memory_format=torch.channels_last)
+            return self.model(pixels)
         return self.model.forward_head(self.forward_tokens(batch))
 
     def forward_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

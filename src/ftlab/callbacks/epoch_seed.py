@@ -21,7 +21,6 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-
 SETUP, EPOCH = 0, 1
 
 

@@ -25,6 +25,7 @@ from ftlab.data.pipelines import ImagePipeline, TextPipeline, preprocessing_moda
 from ftlab.data.sources import FIXED_SPLIT_SEED, SPLITS, Source, Split
 from ftlab.data.splits import per_class_sample, stratified_sample, stratified_split
 from ftlab.errors import ConfigError, DataError
+from ftlab.hardware import data_workers
 
 _STAGE_SPLITS = {
     "fit": ("train", "val"),
@@ -80,7 +81,7 @@ class ClassificationDataModule(L.LightningDataModule):
         source: Source | Mapping[str, Any],
         batch_size: int = 64,
         eval_batch_size: int | None = None,
-        num_workers: int = 0,
+        num_workers: int | str = 0,
         samples_per_class: int | None = None,
         train_fraction: float | None = None,
         val_fraction: float = 0.1,
@@ -110,9 +111,11 @@ class ClassificationDataModule(L.LightningDataModule):
 
         self.batch_size = _positive_int("batch_size", batch_size, allow_none=False)
         self.eval_batch_size = _positive_int("eval_batch_size", eval_batch_size) or self.batch_size
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ConfigError(f"num_workers={num_workers!r} must be an integer >= 0.")
-        self.num_workers = num_workers
+        if num_workers != "auto" and (
+            isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0
+        ):
+            raise ConfigError(f"num_workers={num_workers!r} must be an integer >= 0 or auto.")
+        self.num_workers = data_workers(num_workers)
         self.samples_per_class = _positive_int("samples_per_class", samples_per_class)
         self.train_fraction = _fraction("train_fraction", train_fraction)
         if self.samples_per_class is not None and self.train_fraction is not None:
@@ -128,7 +131,7 @@ class ClassificationDataModule(L.LightningDataModule):
             raise ConfigError(f"seed={seed!r} must be an integer >= 0.")
         self.seed = seed
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
-        self.persistent_workers = bool(persistent_workers) and num_workers > 0
+        self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
 
         if self.modality == "image":
             self.pipeline: ImagePipeline | TextPipeline = ImagePipeline(

@@ -1,0 +1,51 @@
+"""Defaults that depend on the machine: precision, data-loading workers, fused kernels.
+
+Each is what a config gets when it says ``auto`` (or, for precision, uses the
+``${ftlab.precision:}`` resolver), so a config stays the same from a laptop to an H100.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+
+def best_precision() -> str:
+    """``bf16-mixed`` on a GPU that supports bf16, ``16-mixed`` on an older one, else
+    ``32-true`` (the CPU: bf16 autocast there is slower than fp32 on most machines)."""
+    if not torch.cuda.is_available():
+        return "32-true"
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def data_workers(requested: Any = "auto") -> int:
+    """Loader processes: ``auto`` keeps the GPU fed (a share of the CPUs per visible GPU,
+    one left for the training process, at most 8); on a CPU-only machine the training
+    process needs every core, so 0."""
+    if requested != "auto":
+        return requested
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus == 0:
+        return 0
+    return max(1, min(8, usable_cpus() // gpus - 1))
+
+
+def fused_optimizer_kwargs(factory: Any, device: torch.device) -> dict[str, Any]:
+    """``fused=True`` for torch's Adam/AdamW when the parameters live on a CUDA device (one
+    kernel per step instead of one per tensor), unless the config already chose."""
+    func = getattr(factory, "func", factory)
+    chosen = getattr(factory, "keywords", {})
+    if device.type != "cuda" or func not in (torch.optim.Adam, torch.optim.AdamW):
+        return {}
+    if "fused" in chosen or "foreach" in chosen:
+        return {}
+    return {"fused": True}
