@@ -9,6 +9,7 @@ import torch
 
 from ftlab.errors import ConfigError
 from ftlab.train import build, train
+from tests.conftest import TINY_CNN
 
 STRATEGIES = {
     "linear_probe": [],
@@ -134,3 +135,27 @@ def test_gradual_unfreezes_one_block_per_epoch(make_cfg):
     last_block = module.backbone.anatomy.blocks[-1]
     moved = [n for n in before if n.startswith(f"backbone.{last_block}.") and n.endswith("weight")]
     assert moved and all(not torch.equal(before[n], after[n]) for n in moved)
+
+
+def test_weight_decay_skips_norms_biases_embeddings_and_virtual_tokens(make_cfg):
+    """Decided by what the backbone family and the method's modules declare, not by
+    names: timm's no_weight_decay (pos_embed, cls_token), prompt tokens, prefix keys."""
+    vit = [
+        *[o for o in TINY_CNN if not o.startswith("model")],
+        "model=vit_tiny", "model.pretrained=false",
+        "+model.model_kwargs.img_size=32", "+model.model_kwargs.depth=2",
+    ]  # fmt: skip
+    for method, no_decay in (
+        ("full", {"backbone.model.pos_embed", "backbone.model.cls_token"}),
+        ("prompt", {"backbone.model.blocks.0.prompt.tokens"}),
+        ("prefix", {"backbone.model.blocks.0.attn.prefix.key"}),
+    ):
+        _, _, module, callback = build(make_cfg(f"method={method}", base=vit, name=method))
+        callback.apply(module)
+        decays = {n: module._decays(n, p) for n, p in module.trainable_parameters()}
+        assert {n for n in no_decay if n in decays} == no_decay, (method, sorted(decays)[:8])
+        assert not any(decays[n] for n in no_decay)
+        assert decays["head.1.weight"] and not decays["head.1.bias"]
+        if method == "full":
+            assert decays["backbone.model.blocks.0.attn.qkv.weight"]
+            assert not decays["backbone.model.blocks.0.norm1.weight"]

@@ -249,12 +249,17 @@ class FineTuneModule(pl.LightningModule):
         }
 
     def _decays(self, name: str, param: nn.Parameter) -> bool:
-        """No weight decay on biases, norms and token/position embeddings (timm's rule)."""
+        """No weight decay on biases and norms (1-d), on what the backbone family declares
+        (timm's ``no_weight_decay``: position embeddings, class tokens), and on parameters
+        that modules a method added list in ``NO_WEIGHT_DECAY`` (prompt tokens, prefixes)."""
         if self.weight_decay_norms:
             return True
         if param.ndim <= 1 or name.endswith(".bias"):
             return False
-        return not any(t in name for t in ("pos_embed", "cls_token", "prompt", "prefix"))
+        if name in {f"backbone.{n}" for n in self.backbone.no_weight_decay()}:
+            return False
+        owner, _, leaf = name.rpartition(".")
+        return leaf not in getattr(self.get_submodule(owner), "NO_WEIGHT_DECAY", ())
 
     # -- checkpoints: trainable state only -------------------------------------------------
     def trainable_state_keys(self) -> set[str]:

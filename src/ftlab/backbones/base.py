@@ -47,6 +47,11 @@ class Backbone(nn.Module):
         """A small valid input, for shape checks and throughput measurements."""
         raise NotImplementedError
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names (inside the backbone) that the family trains without weight
+        decay beyond biases and norms: position embeddings, class tokens."""
+        return set()
+
     def layer_id(self, param_name: str) -> int:
         """Layer id of a backbone parameter; parameters added later (LoRA, adapters) inherit
         the id of the block they sit in."""

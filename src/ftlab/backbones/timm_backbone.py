@@ -84,6 +84,10 @@ class TimmBackbone(Backbone):
             return self.model(pixels)
         return self.model.forward_head(self.forward_tokens(batch))
 
+    def no_weight_decay(self) -> set[str]:
+        declared = getattr(self.model, "no_weight_decay", None)  # timm's own list
+        return {f"model.{name}" for name in (declared() if callable(declared) else ())}
+
     def forward_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         tokens = self.model.forward_features(batch["pixel_values"])
         return tokens if self.token_slot is None else self.token_slot.remove(tokens)

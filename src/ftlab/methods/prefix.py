@@ -30,6 +30,8 @@ ENCODER = "prefix_encoder"  # where the shared MLP sits in the backbone
 class PrefixMLP(nn.Module):
     """``up(tanh(down(table)))``: every layer's keys and values from one table."""
 
+    NO_WEIGHT_DECAY = ("table",)
+
     def __init__(self, num_tokens: int, dim: int, hidden: int, num_layers: int) -> None:
         super().__init__()
         self.dim = dim
@@ -48,6 +50,8 @@ class PrefixMLP(nn.Module):
 class PrefixKV(nn.Module):
     """One layer's prefixes: its own ``key``/``value`` parameters, or a row block of a
     shared :class:`PrefixMLP` (held by reference: the backbone owns it)."""
+
+    NO_WEIGHT_DECAY = ("key", "value")  # virtual tokens' keys and values, like embeddings
 
     def __init__(
         self,

@@ -32,6 +32,8 @@ INITS = ("random", "normal", "vocab", "text")
 class PromptTokens(nn.Module):
     """One block's prompts ``[num_tokens, dim]`` and the hooks that put them in."""
 
+    NO_WEIGHT_DECAY = ("tokens",)  # input embeddings: decay would pull them to zero
+
     def __init__(self, values: torch.Tensor, slot: TokenSlot, dropout: float = 0.0) -> None:
         super().__init__()
         self.tokens = nn.Parameter(values.clone())
