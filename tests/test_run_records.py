@@ -66,3 +66,37 @@ def test_secrets_reach_no_file_of_a_run(make_cfg, monkeypatch, tmp_path):
     assert json.loads((out / "results.json").read_text())["status"] == "failed"
     assert "model.name='***' is not a timm model" in (out / "results.json").read_text()
     assert _files_holding(out, SECRET) == []
+
+
+def test_throughput_windows_skip_warm_up_and_validation(monkeypatch):
+    """Samples/s counts post-warm-up steps over windows that close at validation and at
+    the epoch's end; the clock (a device sync on CUDA) is read only at window edges."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from ftlab.callbacks import CostMetrics
+
+    clock = {"t": 0.0, "reads": 0}
+
+    def now(self, pl_module):
+        clock["reads"] += 1
+        return clock["t"]
+
+    monkeypatch.setattr(CostMetrics, "_now", now)
+    cost = CostMetrics(warmup_batches=2)
+    trainer = SimpleNamespace(world_size=1)
+    module = SimpleNamespace(device=torch.device("cpu"))
+    batch = {"labels": torch.zeros(8)}
+    for steps in (4, 3):  # two epochs
+        for i in range(steps):
+            cost.on_train_batch_start(trainer, module, batch, i)
+            clock["t"] += 1.0  # a step takes 1 s
+            cost.on_train_batch_end(trainer, module, None, batch, i)
+        cost.on_validation_start(trainer, module)
+        clock["t"] += 10.0  # validation: not training time
+        cost.on_train_epoch_end(trainer, module)
+    assert cost.samples == 5 * 8 and cost.seconds == 5.0  # steps 3-4 and 5-7
+    assert cost.all_samples == 7 * 8 and cost.all_seconds == 7.0
+    assert cost.samples_per_s == 8.0
+    assert clock["reads"] == 6  # 2 per epoch window + 2 for the warm-up boundary

@@ -42,10 +42,10 @@ class EpochClock(pl.Callback):
 def run(method: str, cache: bool, epochs: int = 4) -> dict:
     cfg = compose([f"method={method}", "logger=none"], REPO / "logs" / "bench_cache")
     pl.seed_everything(0)
-    datamodule, _, module, method = build(cfg)
+    datamodule, _, module, callback = build(cfg)
     clock, feature_cache = EpochClock(), FeatureCache(cache)
     trainer = pl.Trainer(
-        max_epochs=epochs, callbacks=[method, feature_cache, clock], logger=False,
+        max_epochs=epochs, callbacks=[callback, feature_cache, clock], logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, accelerator="cpu",
     )  # fmt: skip

@@ -3,9 +3,11 @@ encoder (the packaged all-MiniLM-L6-v2): training samples/s and activation memor
 
 Both sides: the same weights, 10 virtual tokens, a fresh linear head on mean-pooled
 features, AdamW over what trains, the same fixed batch (32 snippets x 64 tokens).
-ftlab: ``model=minilm method=prompt|prefix`` built as ``ftlab-train`` builds it. peft:
+ftlab: ``model=minilm method=prompt|prefix`` built as ``ftlab-train`` builds it (frozen
+sub-modules stay in eval mode, so the frozen encoder's dropout is off). peft:
 ``get_peft_model(AutoModel, PromptTuningConfig | PrefixTuningConfig)`` with
-``task_type=FEATURE_EXTRACTION``. Speed: median over alternating repeats of timed steps
+``task_type=FEATURE_EXTRACTION``, as a user would train it (``model.train()``: dropout on
+in the frozen encoder), and again with the encoder kept in eval mode, like for like. Speed: median over alternating repeats of timed steps
 (forward + backward + AdamW) after warm-up, side by side in one process. Memory: the bytes
 of the tensors autograd saves for the backward pass (counted with
 ``torch.autograd.graph.saved_tensors_hooks``, parameters excluded), which is what a
@@ -47,19 +49,28 @@ def ftlab_model(method: str):
 
 
 class PeftClassifier(nn.Module):
-    """peft's wrapped encoder + mean pooling over every position + a linear head."""
+    """peft's wrapped encoder + mean pooling over every position + a linear head.
+    ``frozen_eval``: keep the (frozen) encoder in eval mode while training, as ftlab keeps
+    frozen sub-modules, so its dropout neither runs nor saves masks."""
 
-    def __init__(self, peft_model: nn.Module, width: int) -> None:
+    def __init__(self, peft_model: nn.Module, width: int, frozen_eval: bool = False) -> None:
         super().__init__()
         self.encoder = peft_model
         self.head = nn.Linear(width, 2)
+        self.frozen_eval = frozen_eval
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen_eval:
+            self.encoder.eval()
+        return self
 
     def forward(self, batch):
         out = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         return self.head(out.last_hidden_state.mean(dim=1))
 
 
-def peft_model(method: str):
+def peft_model(method: str, frozen_eval: bool = False):
     from peft import PrefixTuningConfig, PromptTuningConfig, TaskType, get_peft_model
     from transformers import AutoModel
 
@@ -70,7 +81,8 @@ def peft_model(method: str):
     config = (PromptTuningConfig if method == "prompt" else PrefixTuningConfig)(
         task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=VIRTUAL
     )
-    model = PeftClassifier(get_peft_model(encoder, config), encoder.config.hidden_size)
+    width = encoder.config.hidden_size
+    model = PeftClassifier(get_peft_model(encoder, config), width, frozen_eval)
     return model, model
 
 
@@ -115,7 +127,12 @@ def main() -> None:
     rows, batch = [], token_batch()
     for method in ("prompt", "prefix"):
         built = {}
-        for side, make in (("ftlab", ftlab_model), ("peft", peft_model)):
+        sides = (
+            ("ftlab", ftlab_model),
+            ("peft", peft_model),
+            ("peft, encoder in eval mode", lambda m: peft_model(m, frozen_eval=True)),
+        )
+        for side, make in sides:
             try:
                 model, step = make(method)
                 built[side] = (model, step, batch)

@@ -22,7 +22,14 @@ from ftlab.backbones.base import Backbone
 from ftlab.errors import CheckpointError, ConfigError, TrainingDiverged
 from ftlab.hardware import fused_optimizer_kwargs
 
-COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_MODES = (
+    False,
+    True,
+    "default",
+    "reduce-overhead",
+    "max-autotune",
+    "max-autotune-no-cudagraphs",
+)
 
 # Frozen sub-modules are kept in eval mode on purpose (no dropout, no BatchNorm updates).
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")

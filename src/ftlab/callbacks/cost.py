@@ -1,8 +1,10 @@
 """What a run costs: parameters, throughput, peak memory, fit time.
 
-Throughput counts every training batch after the first few (warm-up, compilation), from
-the end of one batch to the end of the next, so data loading is included; time spent in
-validation between epochs is not (an epoch's clock starts at its first step).
+Throughput counts every training batch after the first few (warm-up, compilation) over
+windows of consecutive steps: a window opens at an epoch's first step and closes when
+validation starts or the epoch ends, so data loading is included and validation is not.
+On CUDA the device is synchronised only where a window opens or closes (and once at the
+end of warm-up), never per step, so measuring does not stall the launch queue.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ class CostMetrics(pl.Callback):
         self.samples = self.all_samples = 0
         self.seconds = self.all_seconds = 0.0
         self.seen = 0
-        self._last: float | None = None
+        self._start: float | None = None  # the open window's start
+        self._pending = 0  # samples in the open window
         self._fit_start = 0.0
         self.fit_seconds = 0.0
         self.params: dict[str, int] = {}
@@ -63,24 +66,32 @@ class CostMetrics(pl.Callback):
         total = self.params.get("params/total", 0)
         return 100.0 * self.params.get("params/trainable", 0) / total if total else 0.0
 
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._last = None  # the gap across validation and epoch boundaries is not training
+    def _close_window(self, pl_module: pl.LightningModule) -> None:
+        if self._start is None:
+            return
+        elapsed = self._now(pl_module) - self._start
+        self.all_samples += self._pending
+        self.all_seconds += elapsed
+        if self.seen > self.warmup_batches:  # the window holds post-warm-up steps only
+            self.samples += self._pending
+            self.seconds += elapsed
+        self._start, self._pending = None, 0
 
     def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
-        if self._last is None:  # first batch of an epoch: start the clock at the step
-            self._last = self._now(pl_module)
+        if self._start is None:  # an epoch's first step, or the first after warm-up
+            self._start = self._now(pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch: Any, batch_idx: int) -> None:
-        now = self._now(pl_module)
         self.seen += 1
-        samples = _batch_size(batch) * trainer.world_size
-        elapsed = now - self._last
-        self.all_samples += samples
-        self.all_seconds += elapsed
-        if self.seen > self.warmup_batches:
-            self.samples += samples
-            self.seconds += elapsed
-        self._last = now
+        self._pending += _batch_size(batch) * trainer.world_size
+        if self.seen == self.warmup_batches:  # warm-up steps count in all_* only
+            self._close_window(pl_module)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._close_window(pl_module)  # validation time is not training time
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._close_window(pl_module)
 
     @property
     def samples_per_s(self) -> float | None:
@@ -90,9 +101,11 @@ class CostMetrics(pl.Callback):
         return self.all_samples / self.all_seconds if self.all_seconds else None
 
     def on_fit_end(self, trainer, pl_module) -> None:
+        self._close_window(pl_module)
         self.fit_seconds = time.perf_counter() - self._fit_start
 
     def on_train_end(self, trainer, pl_module) -> None:
+        self._close_window(pl_module)
         # read here: by on_fit_end Lightning has moved the module back to the CPU
         if pl_module.device.type == "cuda":
             self.peak = (int(torch.cuda.max_memory_allocated(pl_module.device)), "cuda_allocated")
