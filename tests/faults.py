@@ -57,3 +57,12 @@ class KillAtTest(pl.Callback):
 
     def on_test_start(self, trainer, pl_module) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+class OrphanParameter(pl.Callback):
+    """After the method has set what trains, add a trainable parameter nothing uses (what a
+    buggy method would do)."""
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        orphan = torch.nn.Parameter(torch.zeros(3))
+        pl_module.backbone.register_parameter("orphan", orphan)

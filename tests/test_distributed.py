@@ -84,3 +84,15 @@ def test_a_ddp_job_inside_a_sweep_does_not_relaunch_the_sweep(tmp_path, data_dir
         data = json.loads((sweep_dir / job / "results.json").read_text())
         assert data["status"] == "done"
     assert not (tmp_path / "logs").exists()  # no rank wandered off into a run dir of its own
+
+
+def test_a_trainable_parameter_without_gradient_is_named_under_ddp(tmp_path, data_dir):
+    proc = ftlab_cli(
+        "train", "trainer=ddp_cpu", "method=linear_probe", "feature_cache=false",
+        *[o for o in TINY_CNN if not o.startswith("trainer.")], "trainer.max_epochs=1",
+        "+callbacks.orphan._target_=tests.faults.OrphanParameter", f"hydra.run.dir={tmp_path}",
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "1 trainable parameter(s) got no gradient in the first step (backbone.orphan)" in out
+    assert json.loads((tmp_path / "results.json").read_text())["status"] == "failed"

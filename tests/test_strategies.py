@@ -159,3 +159,8 @@ def test_weight_decay_skips_norms_biases_embeddings_and_virtual_tokens(make_cfg)
         if method == "full":
             assert decays["backbone.model.blocks.0.attn.qkv.weight"]
             assert not decays["backbone.model.blocks.0.norm1.weight"]
+
+
+def test_a_trainable_parameter_without_gradient_is_named(make_cfg):
+    with pytest.warns(UserWarning, match=r"got no gradient in the first step \(backbone.orphan\)"):
+        train(make_cfg("method=last_n", "+callbacks.orphan._target_=tests.faults.OrphanParameter"))
