@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -81,16 +80,20 @@ def find_resumable(
         return None
     import yaml
 
+    from ftlab.sweep import read_results
+
     want = same_run(config)
     found = []
     for run in out_dir.parent.iterdir():
         if run == out_dir or not (run / LAST).is_file():
             continue
-        try:
-            status = json.loads((run / "results.json").read_text()).get("status")
-            theirs = yaml.safe_load((run / "config.yaml").read_text())
-        except (OSError, ValueError, yaml.YAMLError):
+        results = read_results(run)
+        if results is None or results.get("status") == "done":
             continue
-        if status != "done" and isinstance(theirs, dict) and same_run(theirs) == want:
+        try:
+            theirs = yaml.safe_load((run / "config.yaml").read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(theirs, dict) and same_run(theirs) == want:
             found.append(run)
     return max(found, key=lambda p: p.name) if found else None

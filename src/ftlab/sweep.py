@@ -23,14 +23,26 @@ from omegaconf import DictConfig
 RESULTS_FILE = "results.json"
 
 
-def previous_result(run_dir: str | Path) -> dict[str, Any] | None:
-    """The finished result of an earlier attempt at this job, or None."""
-    path = Path(run_dir) / RESULTS_FILE
+def read_results(run_dir: str | Path) -> dict[str, Any] | None:
+    """A run dir's ``results.json`` (any status), or None when missing or unreadable."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads((Path(run_dir) / RESULTS_FILE).read_text())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) and data.get("status") == "done" else None
+    return data if isinstance(data, dict) else None
+
+
+def previous_result(run_dir: str | Path) -> dict[str, Any] | None:
+    """The finished result of an earlier attempt at this job, or None."""
+    data = read_results(run_dir)
+    return data if data is not None and data.get("status") == "done" else None
+
+
+def in_multirun() -> bool:
+    """Whether this process runs a job of a Hydra multirun."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN"
 
 
 def gpu_for_job(job_num: Any) -> int:
@@ -43,15 +55,11 @@ def gpu_for_job(job_num: Any) -> int:
 
 def sweep_group() -> str | None:
     """The sweep's directory name under a Hydra multirun (the W&B group), else None."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
+    if not in_multirun():
+        return None
+    from hydra.core.hydra_config import HydraConfig
 
-        hydra_cfg = HydraConfig.get()
-    except ValueError:
-        return None
-    if hydra_cfg.mode.name != "MULTIRUN":
-        return None
-    return Path(hydra_cfg.sweep.dir).name
+    return Path(HydraConfig.get().sweep.dir).name
 
 
 class SweepSummary(Callback):
@@ -158,13 +166,9 @@ def run_job_in_subprocess(cfg: DictConfig) -> dict[str, Any]:
     ]  # fmt: skip
     print(f"ftlab: job {hydra_cfg.job.num} trains with DDP: running it as its own process")
     proc = subprocess.run(command, check=False, env={**os.environ, JOB_PROCESS: "1"})
-    results = previous_result(job_dir)
-    if results is not None:
-        return results
-    try:
-        data = json.loads((job_dir / RESULTS_FILE).read_text())
-    except (OSError, ValueError):
-        data = {}
+    data = read_results(job_dir) or {}
+    if data.get("status") == "done":
+        return data
     why = data.get("reason") or data.get("error") or f"exit code {proc.returncode}"
     if data.get("status") == "skipped":
         raise MethodNotApplicable(why)

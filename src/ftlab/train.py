@@ -30,9 +30,14 @@ from ftlab.run import (
     root_cause,
     user_error,
 )
-from ftlab.sweep import previous_result, run_job_in_subprocess, spawns_processes, sweep_group
-
-RESULTS_FILE = "results.json"
+from ftlab.sweep import (
+    RESULTS_FILE,
+    in_multirun,
+    previous_result,
+    run_job_in_subprocess,
+    spawns_processes,
+    sweep_group,
+)
 
 
 def run_identity(cfg: DictConfig) -> dict[str, Any]:
@@ -192,8 +197,6 @@ def _checkpoint_to_resume(cfg: DictConfig, out_dir: Path) -> str | None:
     unfinished run of the same config (whose dir this run then continues in; a sweep job
     only ever continues its own dir). An explicit path must be a readable ftlab checkpoint.
     """
-    from hydra.core.hydra_config import HydraConfig
-
     from ftlab.checkpoints import LAST, LIGHTNING_KEYWORDS, find_resumable, load_checkpoint
     from ftlab.errors import CheckpointError
 
@@ -202,7 +205,7 @@ def _checkpoint_to_resume(cfg: DictConfig, out_dir: Path) -> str | None:
     requeued = os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0")
     asked = bool(cfg.get("resume")) or ckpt_path == "last"
     if asked or requeued:
-        multirun = HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN"
+        multirun = in_multirun()
         run_dir = find_resumable(out_dir, resolved(cfg), search_siblings=not multirun)
         if run_dir is None:
             if multirun or not asked:  # it never reached a checkpoint: start from the beginning
@@ -296,9 +299,7 @@ def print_summary(results: dict[str, Any]) -> None:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
-    from hydra.core.hydra_config import HydraConfig
-
-    multirun = HydraConfig.get().mode.name == "MULTIRUN"
+    multirun = in_multirun()
     if cfg.get("print_config", True):
         print_config_tree(cfg, ("model", "method", "data", "module", "trainer", "logger", "seed"))
     metric = cfg.get("optimized_metric")

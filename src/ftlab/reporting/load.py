@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from ftlab.errors import FtlabError
+from ftlab.sweep import RESULTS_FILE
 
-RESULTS_FILE = "results.json"
 UNREADABLE = "unreadable"
 
 TEXT_COLUMNS = ("model", "method", "method_label", "data", "status", "reason", "error")
