@@ -72,11 +72,6 @@ class FeatureCache(pl.Callback):
         module.refresh_frozen_modules()
         return split if reason is None else f"the backbone trains after block {k}, and {reason}"
 
-    def why_not(self, trainer: pl.Trainer, module: pl.LightningModule) -> str | None:
-        """Why caching would change the result here (None: it would not)."""
-        plan = self.plan(trainer, module)
-        return plan if isinstance(plan, str) else None
-
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.active, self.seconds, self.kind = False, 0.0, None
         if self.enabled is False:
