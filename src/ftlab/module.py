@@ -236,13 +236,14 @@ class FineTuneModule(pl.LightningModule):
     def configure_optimizers(self):
         method = self.method
         groups: dict[tuple[float, bool, int], dict[str, Any]] = {}
+        spared = self.backbone_no_weight_decay()
         probe = self.optimizer_factory([torch.zeros(1, requires_grad=True)])
         base_lr = probe.defaults["lr"]
         base_wd = probe.defaults.get("weight_decay", 0.0)
         for name, param in self.trainable_parameters():
             scale = method.lr_scale(self, name) if method else 1.0
             start = method.start_epoch(self, name) if method else 0
-            decay = self._decays(name, param)
+            decay = self._decays(name, param, spared)
             key = (scale, decay, start)
             if key not in groups:
                 groups[key] = {
@@ -284,7 +285,11 @@ class FineTuneModule(pl.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
 
-    def _decays(self, name: str, param: nn.Parameter) -> bool:
+    def backbone_no_weight_decay(self) -> set[str]:
+        """Qualified names of the parameters the backbone family trains without decay."""
+        return {f"backbone.{n}" for n in self.backbone.no_weight_decay()}
+
+    def _decays(self, name: str, param: nn.Parameter, spared: set[str] | None = None) -> bool:
         """No weight decay on biases and norms (1-d), on what the backbone family declares
         (timm's ``no_weight_decay``: position embeddings, class tokens), and on parameters
         that modules a method added list in ``NO_WEIGHT_DECAY`` (prompt tokens, prefixes)."""
@@ -292,7 +297,7 @@ class FineTuneModule(pl.LightningModule):
             return True
         if param.ndim <= 1 or name.endswith(".bias"):
             return False
-        if name in {f"backbone.{n}" for n in self.backbone.no_weight_decay()}:
+        if name in (self.backbone_no_weight_decay() if spared is None else spared):
             return False
         owner, _, leaf = name.rpartition(".")
         return leaf not in getattr(self.get_submodule(owner), "NO_WEIGHT_DECAY", ())
