@@ -85,8 +85,16 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(
     assert [r for r in run_dirs(tmp_path) if (r / "results.json").exists()] == [run]
 
 
-def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
-    proc = ftlab_cli("train", *RUN, "method=full", *fault("PoisonAt"), f"hydra.run.dir={tmp_path}")
+@pytest.mark.parametrize("check", ["step", "deferred"])
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
+    check, tmp_path, data_dir
+):
+    """``deferred`` (the default on GPUs) notices at the next log step, step 20, and must
+    still name step 15 and stop before the end-of-epoch checkpoint."""
+    proc = ftlab_cli(
+        "train", *RUN, "method=full", f"module.loss_check={check}", *fault("PoisonAt"),
+        f"hydra.run.dir={tmp_path}",
+    )  # fmt: skip
     output = proc.stdout + proc.stderr
     assert proc.returncode == 2, output[-3000:]
     assert "Traceback" not in output

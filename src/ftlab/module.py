@@ -22,6 +22,7 @@ from ftlab.backbones.base import Backbone
 from ftlab.errors import CheckpointError, ConfigError, TrainingDiverged
 from ftlab.hardware import fused_optimizer_kwargs
 
+LOSS_CHECKS = ("auto", "step", "deferred")
 COMPILE_MODES = (
     False,
     True,
@@ -49,6 +50,7 @@ class FineTuneModule(pl.LightningModule):
         compile: bool | str = False,
         compile_backend: str = "inductor",
         channels_last: bool | str = "auto",
+        loss_check: str = "auto",
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -61,11 +63,18 @@ class FineTuneModule(pl.LightningModule):
             )
         if channels_last not in ("auto", True, False):
             raise ConfigError(f"module.channels_last={channels_last!r} is not auto, true or false.")
+        if loss_check not in LOSS_CHECKS:
+            raise ConfigError(
+                f"module.loss_check={loss_check!r} is not one of {', '.join(LOSS_CHECKS)}."
+            )
+        self.loss_check = loss_check
         self.compile_mode = compile
         self.compile_backend = compile_backend
         self.channels_last = channels_last
         self._prepared = False
         self._gradients_checked = False
+        # the first non-finite training loss (step, epoch, value), kept on the accelerator
+        self._nonfinite: tuple[torch.Tensor, ...] | None = None
         self.backbone = backbone
         self.num_classes = num_classes
         self.head = nn.Sequential(
@@ -89,7 +98,10 @@ class FineTuneModule(pl.LightningModule):
         }
         if num_classes > 5:
             metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
-        self.train_metrics = MetricCollection({"acc": metrics["acc"].clone()}, prefix="train/")
+        # on the hot path: no argument checks (torch.unique on the labels, a host sync per
+        # step on a GPU); the loss has checked the labels already
+        train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.train_metrics = MetricCollection({"acc": train_acc}, prefix="train/")
         self.val_metrics = MetricCollection(metrics).clone(prefix="val/")
         self.test_metrics = MetricCollection(metrics).clone(prefix="test/")
         self.val_acc_best = MaxMetric()
@@ -109,8 +121,7 @@ class FineTuneModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss, logits = self._step(batch)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(self._divergence_message(loss))
+        self._watch_loss(loss)
         self.train_metrics.update(logits, batch["labels"])
         # Lightning's log() costs about a millisecond per call: the loss goes to the
         # progress bar and loggers when loggers would write it, the epoch's training
@@ -120,20 +131,66 @@ class FineTuneModule(pl.LightningModule):
             self.log("train/loss", loss, prog_bar=True, batch_size=batch["labels"].shape[0])
         return loss
 
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
+            self._check_loss()  # when the logger reads the loss anyway
+
+    def on_validation_start(self) -> None:
+        self._check_loss()  # before validation, and the checkpoint that follows it
+
     def on_train_epoch_end(self) -> None:
+        self._check_loss()
         if self.train_metrics["acc"].update_called:
             self.log_dict(self.train_metrics.compute())  # torchmetrics syncs across ranks
         self.train_metrics.reset()
 
-    def _divergence_message(self, loss: torch.Tensor) -> str:
+    def _watch_loss(self, loss: torch.Tensor) -> None:
+        """Stop on a non-finite training loss.
+
+        ``loss_check: step`` reads the loss every step. On an accelerator that read is a
+        host synchronisation that stalls the GPU every step, so ``deferred`` (what
+        ``auto`` does off the CPU) records the first non-finite step on the device and
+        ``_check_loss`` reads it: every ``log_every_n_steps``, before validation, at the
+        epoch's end and before any checkpoint is written. The error names the step where
+        the loss went non-finite either way, and no checkpoint holds the diverged weights.
+        """
+        deferred = self.loss_check == "deferred" or (
+            self.loss_check == "auto" and loss.device.type != "cpu"
+        )
+        if not deferred:
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    self._divergence_message(loss.item(), self.global_step, self.current_epoch)
+                )
+            return
+        if self._nonfinite is None:
+            self._nonfinite = tuple(
+                torch.full((), -1.0, dtype=torch.float64, device=loss.device) for _ in range(3)
+            )
+        step, epoch, value = self._nonfinite
+        first = ~torch.isfinite(loss.detach()) & (step < 0)
+        self._nonfinite = (
+            torch.where(first, float(self.global_step), step),
+            torch.where(first, float(self.current_epoch), epoch),
+            torch.where(first, loss.detach().double(), value),
+        )
+
+    def _check_loss(self) -> None:
+        if self._nonfinite is None:
+            return
+        step, epoch, value = torch.stack(self._nonfinite).tolist()  # the one host sync
+        if step >= 0:
+            raise TrainingDiverged(self._divergence_message(value, int(step), int(epoch)))
+
+    def _divergence_message(self, loss: float, step: int, epoch: int) -> str:
         trainer = self.trainer
         lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
         ckpt = trainer.checkpoint_callback
         last = getattr(ckpt, "last_model_path", "") or getattr(ckpt, "best_model_path", "")
         kept = f" The last good checkpoint is {last}." if last else " No checkpoint was saved yet."
         return (
-            f"non-finite training loss ({loss.item()}) at step {self.global_step} "
-            f"(epoch {self.current_epoch}), learning rate up to {max(lrs, default=0):.3g}, "
+            f"non-finite training loss ({loss}) at step {step} "
+            f"(epoch {epoch}), learning rate up to {max(lrs, default=0):.3g}, "
             f"precision {trainer.precision}. Likely causes: a learning rate too high (lower "
             "method.lr) or fp16 overflow (use trainer.precision=bf16-mixed or 32-true)." + kept
         )
@@ -318,6 +375,7 @@ class FineTuneModule(pl.LightningModule):
         return {k: v for k, v in self.state_dict().items() if k in keep}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._check_loss()  # never write weights that a non-finite loss has reached
         keep = self.trainable_state_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
         checkpoint["ftlab"] = {
