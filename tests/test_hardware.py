@@ -94,3 +94,36 @@ def test_a_compiled_run_trains_like_an_eager_one(make_cfg):
     assert compiled["status"] == "done"
     for key in ("test/loss", "val/loss"):
         assert compiled[key] == pytest.approx(eager[key], rel=1e-4), key
+
+
+def test_progress_bar_reads_metrics_only_when_the_loss_is_logged(make_cfg, monkeypatch):
+    """Lightning's bar converts its metrics to numbers after every batch (a GPU sync each);
+    ftlab's reads them every log_every_n_steps, still showing the logged loss."""
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    reads = []
+    original = RichProgressBar.get_metrics
+
+    def counted(self, trainer, pl_module):
+        if trainer.training:
+            reads.append(trainer.global_step)
+        return original(self, trainer, pl_module)
+
+    monkeypatch.setattr(RichProgressBar, "get_metrics", counted)
+    cfg = make_cfg(
+        "trainer.max_epochs=2", "trainer.log_every_n_steps=3",
+        "+callbacks.progress_bar._target_=ftlab.callbacks.ProgressBar",
+    )  # fmt: skip
+    assert train(cfg)["status"] == "done"
+    assert reads, "the bar never read the metrics"
+    assert set(reads) <= {1, 3, 6, 9}, reads  # the first batch, then the logging steps
+    assert 0 < len(reads) < 10  # 10 training batches
+
+
+def test_loss_check_must_be_a_known_mode():
+    from ftlab.errors import ConfigError
+    from ftlab.module import FineTuneModule
+
+    backbone = TimmBackbone("resnet18", pretrained=False)
+    with pytest.raises(ConfigError, match=r"module.loss_check='sometimes'.*auto, step, deferred"):
+        FineTuneModule(backbone, num_classes=10, loss_check="sometimes")

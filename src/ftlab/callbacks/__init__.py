@@ -3,5 +3,6 @@
 from ftlab.callbacks.cost import CostMetrics, count_parameters
 from ftlab.callbacks.epoch_seed import EpochSeed
 from ftlab.callbacks.feature_cache import FeatureCache
+from ftlab.callbacks.progress import ProgressBar
 
-__all__ = ["CostMetrics", "EpochSeed", "FeatureCache", "count_parameters"]
+__all__ = ["CostMetrics", "EpochSeed", "FeatureCache", "ProgressBar", "count_parameters"]
