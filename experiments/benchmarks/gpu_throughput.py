@@ -40,8 +40,6 @@ def measure(
     module.to(device).train()
     if device.type == "cuda" and module.backbone.anatomy.family == "cnn":
         module.to(memory_format=torch.channels_last)
-    if ckpt:
-        module.backbone.set_grad_checkpointing(True)
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, fused=device.type == "cuda")
     x = {"pixel_values": torch.randn(batch, 3, size, size, device=device)}
@@ -61,6 +59,8 @@ def measure(
     with FlopCounterMode(display=False) as counter:  # eager: compile must not trace this
         step()
     flops_per_image = counter.get_total_flops() / batch
+    if ckpt:  # after counting: MFU counts the model's FLOPs, not the recomputed forward
+        module.backbone.set_grad_checkpointing(True)
     if compile_:  # what module.compile=true does: the backbone, compiled in place
         module.backbone.compile()
     for _ in range(warmup):
@@ -115,6 +115,7 @@ def main():
         plan += [("resnet50", "full", 256, 224, True, False)]
         kw = {}
     rows = []
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     for name, method, batch, size, comp, ckpt in plan:
         try:
             row = measure(name, method, batch, size, comp, ckpt, **kw)
@@ -122,9 +123,11 @@ def main():
             row = {"model": name, "method": method, "compile": comp, "error": repr(err)[:300]}
         print(json.dumps(row), flush=True)
         rows.append(row)
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    with open(args.out, "w") as fh:
-        json.dump({"device": device, "torch": torch.__version__, "rows": rows}, fh, indent=2)
+        # written after every row: a run cut short keeps what it measured
+        with open(args.out, "w") as fh:
+            json.dump({"device": device, "torch": torch.__version__, "rows": rows}, fh, indent=2)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":
