@@ -26,3 +26,41 @@ class LossTrace(pl.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero:
             self.path.write_text(json.dumps(self.losses))
+
+
+class HostReads(pl.Callback):
+    """Record every tensor value read back on the host (``.item()``, ``.tolist()``,
+    ``bool()``, ``float()``, ``int()``) while training runs, with the global step it
+    happened at. On a GPU each one waits for the queued kernels: a read every step leaves
+    the GPU idle between steps. torch's optimizers and timm's constructors are left out
+    (on the CPU they read step counters that live on the GPU as tensors no one reads)."""
+
+    READS: list[tuple[int, str]] = []  # (global step, where); the last run's
+    METHODS = ("item", "tolist", "__bool__", "__float__", "__int__")
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        import traceback
+
+        import torch
+
+        HostReads.READS = reads = []
+        self._originals = {name: getattr(torch.Tensor, name) for name in self.METHODS}
+
+        def counting(name, original):
+            def read(tensor, *args, **kwargs):
+                frames = traceback.extract_stack(limit=14)[:-1]
+                if not any("/torch/optim/" in f.filename for f in frames):
+                    where = f"{name} <- {frames[-1].filename}:{frames[-1].lineno}"
+                    reads.append((trainer.global_step, where))
+                return original(tensor, *args, **kwargs)
+
+            return read
+
+        for name, original in self._originals.items():
+            setattr(torch.Tensor, name, counting(name, original))
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        import torch
+
+        for name, original in self._originals.items():
+            setattr(torch.Tensor, name, original)

@@ -101,6 +101,8 @@ def test_progress_bar_reads_metrics_only_when_the_loss_is_logged(make_cfg, monke
     ftlab's reads them every log_every_n_steps, still showing the logged loss."""
     from lightning.pytorch.callbacks import RichProgressBar
 
+    from ftlab.callbacks import ProgressBar
+
     reads = []
     original = RichProgressBar.get_metrics
 
@@ -114,10 +116,32 @@ def test_progress_bar_reads_metrics_only_when_the_loss_is_logged(make_cfg, monke
         "trainer.max_epochs=2", "trainer.log_every_n_steps=3",
         "+callbacks.progress_bar._target_=ftlab.callbacks.ProgressBar",
     )  # fmt: skip
+    bars = []
+    monkeypatch.setattr(
+        ProgressBar, "on_train_end", lambda self, *a: bars.append(dict(self._shown))
+    )
     assert train(cfg)["status"] == "done"
     assert reads, "the bar never read the metrics"
     assert set(reads) <= {1, 3, 6, 9}, reads  # the first batch, then the logging steps
     assert 0 < len(reads) < 10  # 10 training batches
+    assert isinstance(bars[0].get("train/loss"), float), bars  # still shows the loss
+
+
+def test_no_gpu_value_is_read_back_every_training_step(make_cfg):
+    """A tensor read on the host waits for the GPU's queue to drain. Counted on the CPU,
+    where the same calls happen (with the GPU's deferred loss check): a run of 15 steps
+    logging every 5 reads values at the logging steps and epoch ends, never every step."""
+    from tests.probes import HostReads
+
+    cfg = make_cfg(
+        "trainer.max_epochs=3", "trainer.log_every_n_steps=5", "module.loss_check=deferred",
+        "+callbacks.progress_bar._target_=ftlab.callbacks.ProgressBar",
+        "+callbacks.reads._target_=tests.probes.HostReads",
+    )  # fmt: skip
+    assert train(cfg)["status"] == "done"
+    steps = {step for step, _ in HostReads.READS}
+    assert HostReads.READS, "the probe saw no read at all (not even at logging steps)"
+    assert len(steps) <= 9, HostReads.READS  # 15 steps; reads at 0, 5, 10, 15 and epoch ends
 
 
 def test_loss_check_must_be_a_known_mode():

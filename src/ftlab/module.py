@@ -124,11 +124,13 @@ class FineTuneModule(pl.LightningModule):
         self._watch_loss(loss)
         self.train_metrics.update(logits, batch["labels"])
         # Lightning's log() costs about a millisecond per call: the loss goes to the
-        # progress bar and loggers when loggers would write it, the epoch's training
-        # accuracy once, in on_train_epoch_end (a linear probe's step is ~45 ms on a CPU)
+        # loggers when they would write it, the epoch's training accuracy once, in
+        # on_train_epoch_end (a linear probe's step is ~45 ms on a CPU). Not prog_bar=True:
+        # Lightning converts every progress-bar value to a number after every batch, a GPU
+        # sync per step even when nothing new was logged; ftlab's ProgressBar shows it.
         every = max(1, self.trainer.log_every_n_steps)
         if (self.global_step + 1) % every == 0 or batch_idx == 0:
-            self.log("train/loss", loss, prog_bar=True, batch_size=batch["labels"].shape[0])
+            self.log("train/loss", loss, batch_size=batch["labels"].shape[0])
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:

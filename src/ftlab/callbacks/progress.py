@@ -11,13 +11,15 @@ from lightning.pytorch.callbacks import RichProgressBar
 class ProgressBar(RichProgressBar):
     """Lightning's ``RichProgressBar``, reading the logged metrics only when they change.
 
-    Lightning's bar converts every progress-bar metric to a Python number after every
-    training batch. The training loss is a CUDA tensor on a GPU, so each conversion waits
-    for the step's kernels to finish: the GPU idles while the next step is launched, a
-    few per cent of a ViT-B step. The module logs the loss every ``log_every_n_steps``,
-    so the bar reads metrics then (and always outside training), and shows the last
-    values in between.
+    Lightning converts every progress-bar metric to a Python number after every training
+    batch. The training loss is a CUDA tensor on a GPU, so each conversion waits for the
+    step's kernels to finish: the GPU idles while the next step is launched, a few per
+    cent of a ViT-B step. So the module logs ``train/loss`` without ``prog_bar=True``,
+    every ``log_every_n_steps``, and this bar reads it from the trainer's callback metrics
+    then (and every metric outside training), showing the last values in between.
     """
+
+    SHOWN = ("train/loss",)  # logged for the loggers, shown here
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -29,6 +31,11 @@ class ProgressBar(RichProgressBar):
         every = max(1, trainer.log_every_n_steps)
         stale = step != self._read_at and step % every == 0
         if self._shown is None or not trainer.training or stale:
-            self._shown = super().get_metrics(trainer, pl_module)
+            shown = super().get_metrics(trainer, pl_module)
+            for name in self.SHOWN:
+                value = trainer.callback_metrics.get(name)
+                if value is not None:
+                    shown[name] = float(value)  # the one read, every log_every_n_steps
+            self._shown = shown
             self._read_at = step
         return self._shown
