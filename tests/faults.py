@@ -15,11 +15,14 @@ import torch
 
 
 class _AtStep(pl.Callback):
-    def __init__(self, step: int) -> None:
+    """Fire at one global step, on every rank or (``rank=N``) on one rank of a DDP run."""
+
+    def __init__(self, step: int, rank: int | None = None) -> None:
         self.step = step
+        self.rank = rank
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and self.rank in (None, trainer.global_rank):
             self.fire(pl_module)
 
     def fire(self, pl_module: pl.LightningModule) -> None:

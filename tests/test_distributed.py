@@ -96,3 +96,24 @@ def test_a_trainable_parameter_without_gradient_is_named_under_ddp(tmp_path, dat
     assert proc.returncode != 0, out[-3000:]
     assert "1 trainable parameter(s) got no gradient in the first step (backbone.orphan)" in out
     assert json.loads((tmp_path / "results.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.parametrize("check", ["auto", "deferred"])
+def test_a_non_finite_loss_on_one_rank_stops_every_rank(check, tmp_path, data_dir):
+    """Rank 1's loss goes non-finite at step 4 (as a bad batch would make it). Stopping that
+    rank alone, at once (``loss_check=step``), kills rank 0 in the gradient all-reduce with
+    gloo's "Connection closed by peer" (NCCL would wait for its timeout) and the record
+    names that, not the divergence. Under DDP the check is deferred, so every rank stops at
+    the same check, after the all-reduce has spread the non-finite gradient."""
+    proc = ftlab_cli(
+        "train", "trainer=ddp_cpu", "method=full", f"module.loss_check={check}",
+        *[o for o in TINY_CNN if not o.startswith("trainer.")], "trainer.max_epochs=3",
+        "+callbacks.fault._target_=tests.faults.PoisonAt", "+callbacks.fault.step=4",
+        "+callbacks.fault.rank=1", f"hydra.run.dir={tmp_path}",
+        timeout=300,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out[-3000:]
+    assert "non-finite training loss" in out and "Connection closed by peer" not in out
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert record["status"] == "failed" and "TrainingDiverged" in record["error"], record

@@ -150,14 +150,15 @@ class FineTuneModule(pl.LightningModule):
         """Stop on a non-finite training loss.
 
         ``loss_check: step`` reads the loss every step. On an accelerator that read is a
-        host synchronisation that stalls the GPU every step, so ``deferred`` (what
-        ``auto`` does off the CPU) records the first non-finite step on the device and
+        host synchronisation that stalls the GPU every step, and under DDP a rank that
+        stops alone leaves the others waiting in the gradient all-reduce. So ``deferred``
+        (what ``auto`` does off the CPU and under DDP) records the first non-finite step and
         ``_check_loss`` reads it: every ``log_every_n_steps``, before validation, at the
         epoch's end and before any checkpoint is written. The error names the step where
         the loss went non-finite either way, and no checkpoint holds the diverged weights.
         """
         deferred = self.loss_check == "deferred" or (
-            self.loss_check == "auto" and loss.device.type != "cpu"
+            self.loss_check == "auto" and (loss.device.type != "cpu" or self.trainer.world_size > 1)
         )
         if not deferred:
             if not torch.isfinite(loss):
