@@ -152,7 +152,8 @@ def test_weight_decay_skips_norms_biases_embeddings_and_virtual_tokens(make_cfg)
     ):
         _, _, module, callback = build(make_cfg(f"method={method}", base=vit, name=method))
         callback.apply(module)
-        decays = {n: module._decays(n, p) for n, p in module.trainable_parameters()}
+        spared = module.backbone_no_weight_decay()
+        decays = {n: module._decays(n, p, spared) for n, p in module.trainable_parameters()}
         assert {n for n in no_decay if n in decays} == no_decay, (method, sorted(decays)[:8])
         assert not any(decays[n] for n in no_decay)
         assert decays["head.1.weight"] and not decays["head.1.bias"]

@@ -32,6 +32,13 @@ COMPILE_MODES = (
     "max-autotune-no-cudagraphs",
 )
 
+
+def is_logging_step(trainer: pl.Trainer, step: int) -> bool:
+    """Whether loggers write after optimizer step ``step`` (1-based, as ``global_step``
+    reads after it): every ``trainer.log_every_n_steps``."""
+    return step % max(1, trainer.log_every_n_steps) == 0
+
+
 # Frozen sub-modules are kept in eval mode on purpose (no dropout, no BatchNorm updates).
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
@@ -73,7 +80,8 @@ class FineTuneModule(pl.LightningModule):
         self.channels_last = channels_last
         self._prepared = False
         self._gradients_checked = False
-        # the first non-finite training loss (step, epoch, value), kept on the accelerator
+        # deferred loss check: the first non-finite (step, epoch, loss), on the device;
+        # None while the loss is checked every step (see _watch_loss)
         self._nonfinite: tuple[torch.Tensor, ...] | None = None
         self.backbone = backbone
         self.num_classes = num_classes
@@ -128,13 +136,23 @@ class FineTuneModule(pl.LightningModule):
         # on_train_epoch_end (a linear probe's step is ~45 ms on a CPU). Not prog_bar=True:
         # Lightning converts every progress-bar value to a number after every batch, a GPU
         # sync per step even when nothing new was logged; ftlab's ProgressBar shows it.
-        every = max(1, self.trainer.log_every_n_steps)
-        if (self.global_step + 1) % every == 0 or batch_idx == 0:
+        if is_logging_step(self.trainer, self.global_step + 1) or batch_idx == 0:
             self.log("train/loss", loss, batch_size=batch["labels"].shape[0])
         return loss
 
+    def on_train_start(self) -> None:
+        """Choose how ``_watch_loss`` checks, once per fit (see there)."""
+        deferred = self.loss_check == "deferred" or (
+            self.loss_check == "auto" and (self.device.type != "cpu" or self.trainer.world_size > 1)
+        )
+        self._nonfinite = (
+            tuple(torch.full((), -1.0, dtype=torch.float64, device=self.device) for _ in range(3))
+            if deferred
+            else None
+        )
+
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
+        if is_logging_step(self.trainer, self.global_step):
             self._check_loss()  # when the logger reads the loss anyway
 
     def on_validation_start(self) -> None:
@@ -151,25 +169,19 @@ class FineTuneModule(pl.LightningModule):
 
         ``loss_check: step`` reads the loss every step. On an accelerator that read is a
         host synchronisation that stalls the GPU every step, and under DDP a rank that
-        stops alone leaves the others waiting in the gradient all-reduce. So ``deferred``
-        (what ``auto`` does off the CPU and under DDP) records the first non-finite step and
+        stops alone breaks the others' gradient all-reduce (gloo) or leaves them waiting in
+        it (NCCL). So ``deferred`` (what ``auto`` does off the CPU and under DDP, chosen in
+        ``on_train_start``) records the first non-finite step on the device and
         ``_check_loss`` reads it: every ``log_every_n_steps``, before validation, at the
         epoch's end and before any checkpoint is written. The error names the step where
         the loss went non-finite either way, and no checkpoint holds the diverged weights.
         """
-        deferred = self.loss_check == "deferred" or (
-            self.loss_check == "auto" and (loss.device.type != "cpu" or self.trainer.world_size > 1)
-        )
-        if not deferred:
+        if self._nonfinite is None:
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     self._divergence_message(loss.item(), self.global_step, self.current_epoch)
                 )
             return
-        if self._nonfinite is None:
-            self._nonfinite = tuple(
-                torch.full((), -1.0, dtype=torch.float64, device=loss.device) for _ in range(3)
-            )
         step, epoch, value = self._nonfinite
         first = ~torch.isfinite(loss.detach()) & (step < 0)
         self._nonfinite = (
@@ -349,15 +361,16 @@ class FineTuneModule(pl.LightningModule):
         """Qualified names of the parameters the backbone family trains without decay."""
         return {f"backbone.{n}" for n in self.backbone.no_weight_decay()}
 
-    def _decays(self, name: str, param: nn.Parameter, spared: set[str] | None = None) -> bool:
+    def _decays(self, name: str, param: nn.Parameter, spared: set[str]) -> bool:
         """No weight decay on biases and norms (1-d), on what the backbone family declares
         (timm's ``no_weight_decay``: position embeddings, class tokens), and on parameters
-        that modules a method added list in ``NO_WEIGHT_DECAY`` (prompt tokens, prefixes)."""
+        that modules a method added list in ``NO_WEIGHT_DECAY`` (prompt tokens, prefixes).
+        ``spared`` is ``backbone_no_weight_decay()``, computed once per optimizer."""
         if self.weight_decay_norms:
             return True
         if param.ndim <= 1 or name.endswith(".bias"):
             return False
-        if name in (self.backbone_no_weight_decay() if spared is None else spared):
+        if name in spared:
             return False
         owner, _, leaf = name.rpartition(".")
         return leaf not in getattr(self.get_submodule(owner), "NO_WEIGHT_DECAY", ())

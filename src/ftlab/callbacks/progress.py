@@ -7,6 +7,8 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import RichProgressBar
 
+from ftlab.module import is_logging_step
+
 
 class ProgressBar(RichProgressBar):
     """Lightning's ``RichProgressBar``, reading the logged metrics only when they change.
@@ -28,8 +30,7 @@ class ProgressBar(RichProgressBar):
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         step = trainer.global_step
-        every = max(1, trainer.log_every_n_steps)
-        stale = step != self._read_at and step % every == 0
+        stale = step != self._read_at and is_logging_step(trainer, step)
         if self._shown is None or not trainer.training or stale:
             shown = super().get_metrics(trainer, pl_module)
             for name in self.SHOWN:
