@@ -6,9 +6,11 @@ ftlab-train ... +callbacks.trace._target_=tests.probes.LossTrace +callbacks.trac
 from __future__ import annotations
 
 import json
+import traceback
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
 
 
 class LossTrace(pl.Callback):
@@ -39,10 +41,6 @@ class HostReads(pl.Callback):
     METHODS = ("item", "tolist", "__bool__", "__float__", "__int__")
 
     def on_train_start(self, trainer, pl_module) -> None:
-        import traceback
-
-        import torch
-
         HostReads.READS = reads = []
         self._originals = {name: getattr(torch.Tensor, name) for name in self.METHODS}
 
@@ -60,7 +58,5 @@ class HostReads(pl.Callback):
             setattr(torch.Tensor, name, counting(name, original))
 
     def on_train_end(self, trainer, pl_module) -> None:
-        import torch
-
         for name, original in self._originals.items():
             setattr(torch.Tensor, name, original)

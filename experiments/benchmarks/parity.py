@@ -44,8 +44,20 @@ from ftlab.callbacks import CostMetrics, EpochSeed, ProgressBar  # noqa: E402
 from ftlab.train import build  # noqa: E402
 
 WARMUP = 5
-CPU = {"image_size": 64, "batch_size": 32, "samples_per_class": 100, "precision": "32-true"}
-GPU = {"image_size": 224, "batch_size": 128, "samples_per_class": 400, "precision": "bf16-mixed"}
+CPU = {
+    "device": "cpu",
+    "precision": "32-true",
+    "image_size": 64,
+    "batch_size": 32,
+    "per_class": 100,
+}
+GPU = {
+    "device": "cuda",
+    "precision": "bf16-mixed",
+    "image_size": 224,
+    "batch_size": 128,
+    "per_class": 400,
+}
 MODELS = {
     "efficientnet_lite0 (CNN)": ["model=timm", "model.name=tf_efficientnet_lite0"],
     "vit_tiny (ViT)": ["model=vit_tiny", "+model.model_kwargs.img_size=64"],
@@ -65,7 +77,7 @@ SETTING = dict(CPU)  # set once by main(): --gpu switches to GPU
 
 def data_overrides() -> list[str]:
     return [
-        "data=fashion_mnist", f"data.samples_per_class={SETTING['samples_per_class']}",
+        "data=fashion_mnist", f"data.samples_per_class={SETTING['per_class']}",
         f"data.image_size={SETTING['image_size']}", f"data.batch_size={SETTING['batch_size']}",
         "data.val_samples=16", "data.test_samples=16", "logger=none", "callbacks=none",
         "print_config=false", "feature_cache=false",
@@ -73,7 +85,7 @@ def data_overrides() -> list[str]:
 
 
 def cuda() -> bool:
-    return SETTING["precision"] != "32-true"
+    return SETTING["device"] == "cuda"
 
 
 def sync() -> None:
@@ -160,7 +172,7 @@ def ftlab_run(model: str, method: str, variant: str, batches: list[dict]) -> flo
 
 def plain_run(model: str, method: str, variant: str, batches: list[dict]) -> float:
     cfg, _, module, _ = fresh(model, method)
-    device = "cuda" if cuda() else "cpu"
+    device = SETTING["device"]
     module.to(device)
     if cuda() and module.backbone.anatomy.family == "cnn":
         module.backbone.to(memory_format=torch.channels_last)
