@@ -7,6 +7,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
+from ftlab import optim
 from ftlab.errors import ConfigError
 from ftlab.train import build, train
 from tests.conftest import TINY_CNN
@@ -152,8 +153,11 @@ def test_weight_decay_skips_norms_biases_embeddings_and_virtual_tokens(make_cfg)
     ):
         _, _, module, callback = build(make_cfg(f"method={method}", base=vit, name=method))
         callback.apply(module)
-        spared = module.backbone_no_weight_decay()
-        decays = {n: module._decays(n, p, spared) for n, p in module.trainable_parameters()}
+        spared = optim.backbone_no_weight_decay(module)
+        decays = {
+            n: optim.decays(module, n, p, spared, module.weight_decay_norms)
+            for n, p in module.trainable_parameters()
+        }
         assert {n for n in no_decay if n in decays} == no_decay, (method, sorted(decays)[:8])
         assert not any(decays[n] for n in no_decay)
         assert decays["head.1.weight"] and not decays["head.1.bias"]

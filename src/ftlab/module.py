@@ -1,13 +1,13 @@
 """The LightningModule: backbone + fresh head + loss + metrics + optimizer.
 
 What trains is decided by the method callback (see :mod:`ftlab.methods`); this module
-builds its optimizer from whatever is trainable when ``configure_optimizers`` runs, and
-saves only that state in checkpoints.
+builds its optimizer from whatever is trainable when ``configure_optimizers`` runs
+(groups and schedule: :mod:`ftlab.optim`), and saves only that state in checkpoints
+(:mod:`ftlab.trainable_state`).
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -18,8 +18,9 @@ from torch import nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from ftlab import optim, trainable_state
 from ftlab.backbones.base import Backbone
-from ftlab.errors import CheckpointError, ConfigError, TrainingDiverged
+from ftlab.errors import ConfigError, TrainingDiverged
 from ftlab.hardware import fused_optimizer_kwargs
 
 LOSS_CHECKS = ("auto", "step", "deferred")
@@ -304,96 +305,44 @@ class FineTuneModule(pl.LightningModule):
                 self.get_submodule(name).eval()
         return self
 
-    # -- optimisation ----------------------------------------------------------------------
+    # -- optimisation: parameter groups and schedule in ftlab.optim ------------------------
     def configure_optimizers(self):
-        method = self.method
-        groups: dict[tuple[float, bool, int], dict[str, Any]] = {}
-        spared = self.backbone_no_weight_decay()
-        probe = self.optimizer_factory([torch.zeros(1, requires_grad=True)])
-        base_lr = probe.defaults["lr"]
-        base_wd = probe.defaults.get("weight_decay", 0.0)
-        for name, param in self.trainable_parameters():
-            scale = method.lr_scale(self, name) if method else 1.0
-            start = method.start_epoch(self, name) if method else 0
-            decay = self._decays(name, param, spared)
-            key = (scale, decay, start)
-            if key not in groups:
-                groups[key] = {
-                    "params": [],
-                    "lr": base_lr * scale,
-                    "weight_decay": base_wd if decay else 0.0,
-                    "start_epoch": start,
-                }
-            groups[key]["params"].append(param)
-        if not groups:
-            raise ConfigError("nothing is trainable: the method froze every parameter.")
-        param_groups = sorted(groups.values(), key=lambda g: (g["start_epoch"], -g["lr"]))
+        lr, weight_decay = optim.optimizer_defaults(self.optimizer_factory)
+        groups = optim.param_groups(self, self.method, lr, weight_decay, self.weight_decay_norms)
         extra = fused_optimizer_kwargs(self.optimizer_factory, self.device)
-        optimizer = self.optimizer_factory(param_groups, **extra)
-
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        epochs = (
-            self.trainer.max_epochs
-            if self.trainer.max_epochs and self.trainer.max_epochs > 0
-            else 1
+        optimizer = self.optimizer_factory(groups, **extra)
+        scheduler = optim.lr_scheduler(
+            optimizer,
+            self.trainer.estimated_stepping_batches,
+            self.trainer.max_epochs,
+            self.warmup_fraction,
+            self.min_lr_ratio,
         )
-        steps_per_epoch = max(1, math.ceil(total / epochs))
-        warmup = int(self.warmup_fraction * total)
-        floor = self.min_lr_ratio
-
-        def shape(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        def gate(start_epoch: int) -> Callable[[int], float]:
-            return lambda step: shape(step) if step // steps_per_epoch >= start_epoch else 0.0
-
-        lambdas = [gate(g["start_epoch"]) for g in param_groups]
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
 
-    def backbone_no_weight_decay(self) -> set[str]:
-        """Qualified names of the parameters the backbone family trains without decay."""
-        return {f"backbone.{n}" for n in self.backbone.no_weight_decay()}
-
-    def _decays(self, name: str, param: nn.Parameter, spared: set[str]) -> bool:
-        """No weight decay on biases and norms (1-d), on what the backbone family declares
-        (timm's ``no_weight_decay``: position embeddings, class tokens), and on parameters
-        that modules a method added list in ``NO_WEIGHT_DECAY`` (prompt tokens, prefixes).
-        ``spared`` is ``backbone_no_weight_decay()``, computed once per optimizer."""
-        if self.weight_decay_norms:
-            return True
-        if param.ndim <= 1 or name.endswith(".bias"):
-            return False
-        if name in spared:
-            return False
-        owner, _, leaf = name.rpartition(".")
-        return leaf not in getattr(self.get_submodule(owner), "NO_WEIGHT_DECAY", ())
-
-    # -- checkpoints: trainable state only -------------------------------------------------
-    def trainable_state_keys(self) -> set[str]:
-        """Trainable parameters, plus the buffers (BatchNorm statistics) of modules that
-        own a trainable parameter."""
-        keys = {n for n, p in self.named_parameters() if p.requires_grad}
-        for mod_name, sub in self.named_modules():
-            if any(p.requires_grad for p in sub.parameters(recurse=False)):
-                prefix = f"{mod_name}." if mod_name else ""
-                keys |= {prefix + b for b, _ in sub.named_buffers(recurse=False)}
-        return keys
-
+    # -- checkpoints: trainable state only (ftlab.trainable_state) -------------------------
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        keep = self.trainable_state_keys()
-        return {k: v for k, v in self.state_dict().items() if k in keep}
+        return trainable_state.trainable_only(self, self.state_dict())
+
+    def load_trainable_state(
+        self, state_dict: dict[str, torch.Tensor], source: str = "checkpoint"
+    ) -> None:
+        """Load a trainable-only state dict, refusing one that does not fit this model."""
+        trainable_state.load_trainable(self, state_dict, source)
+
+    def check_trainable_state(
+        self, state_dict: dict[str, torch.Tensor], source: str = "checkpoint"
+    ) -> None:
+        """Raise :class:`CheckpointError` unless ``state_dict`` holds exactly this model's
+        trainable state, with matching shapes."""
+        trainable_state.check_fits(self, state_dict, source)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._check_loss()  # never write weights that a non-finite loss has reached
-        keep = self.trainable_state_keys()
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        checkpoint["state_dict"] = trainable_state.trainable_only(self, checkpoint["state_dict"])
         checkpoint["ftlab"] = {
             **getattr(self, "run_info", {}),
             "method": self.method.hparams() if self.method else None,
@@ -404,56 +353,12 @@ class FineTuneModule(pl.LightningModule):
             ),
         }
 
-    def load_trainable_state(
-        self, state_dict: dict[str, torch.Tensor], source: str = "checkpoint"
-    ) -> None:
-        """Load a trainable-only state dict, refusing one that does not fit this model."""
-        self.check_trainable_state(state_dict, source)
-        self.load_state_dict(state_dict, strict=False)
-
-    def check_trainable_state(
-        self, state_dict: dict[str, torch.Tensor], source: str = "checkpoint"
-    ) -> None:
-        """Raise :class:`CheckpointError` unless ``state_dict`` holds exactly this model's
-        trainable state, with matching shapes."""
-        own = self.state_dict()
-        unexpected = sorted(set(state_dict) - set(own))
-        missing = sorted(self.trainable_state_keys() - set(state_dict))
-        mismatched = [
-            f"{k}: {tuple(v.shape)} in {source}, {tuple(own[k].shape)} here"
-            for k, v in state_dict.items()
-            if k in own and own[k].shape != v.shape
-        ]
-        if unexpected or missing or mismatched:
-            parts = []
-            if mismatched:
-                parts.append("shape mismatch " + "; ".join(mismatched[:3]))
-            if unexpected:
-                parts.append(f"{len(unexpected)} unknown keys (e.g. {unexpected[0]})")
-            if missing:
-                parts.append(f"{len(missing)} trainable keys missing (e.g. {missing[0]})")
-            raise CheckpointError(
-                f"{source} does not fit this model ({', '.join(parts)}). Was it trained with "
-                "another backbone, method or number of classes?"
-            )
-
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Resuming ``fit``: refuse a checkpoint of another run shape (Lightning's loading
-        is not strict, since checkpoints hold the trainable state only), and restore what
+        """Resuming ``fit``: refuse a checkpoint of another run shape, and restore what
         lives outside ``state_dict``."""
-        info = checkpoint.get("ftlab", {})
-        if info.get("num_classes") not in (None, self.num_classes):
-            raise CheckpointError(
-                f"checkpoint has {info['num_classes']} classes, this data has {self.num_classes}."
-            )
-        theirs = (info.get("method") or {}).get("name")
-        ours = self.method.name if self.method is not None else None
-        if theirs and ours and theirs != ours:
-            raise CheckpointError(
-                f"the checkpoint was trained with method={theirs}; this run uses method={ours}. "
-                f"Resume with method={theirs}, or start without ckpt_path."
-            )
-        self.check_trainable_state(checkpoint["state_dict"])
-        if info.get("val_acc_best") is not None:
+        method = self.method.name if self.method is not None else None
+        trainable_state.check_resume(self, checkpoint, self.num_classes, method)
+        best = checkpoint.get("ftlab", {}).get("val_acc_best")
+        if best is not None:
             self.val_acc_best.reset()
-            self.val_acc_best.update(torch.tensor(info["val_acc_best"]))
+            self.val_acc_best.update(torch.tensor(best))
