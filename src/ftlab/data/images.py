@@ -6,12 +6,13 @@ import functools
 import gzip
 import math
 import os
+import shutil
 import struct
 from pathlib import Path
 
 import numpy as np
 
-from ftlab.data.sources import FIXED_SPLIT_SEED, FIXED_TEST_FRACTION, Source, Split
+from ftlab.data.sources import FIXED_SPLIT_SEED, FIXED_TEST_FRACTION, Source, Split, run_tool
 from ftlab.data.splits import stratified_split
 from ftlab.errors import ConfigError, DataError, suggest
 
@@ -33,6 +34,7 @@ FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
+FASHION_MNIST_DEB = "dataset-fashion-mnist"
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 )
@@ -56,23 +58,13 @@ def read_idx(path: str) -> np.ndarray:
     return array.reshape(shape)
 
 
-def fashion_mnist_candidates(data_dir: Path, root: str | os.PathLike | None = None) -> list[Path]:
-    """Where Fashion-MNIST is looked for, in order."""
-    places = [Path(root).expanduser()] if root else []
-    places += [
-        data_dir / "fashion-mnist",
-        data_dir / "FashionMNIST" / "raw",  # where torchvision's download puts the .gz files
-        FASHION_MNIST_SYSTEM_DIR,
-    ]
-    return places
+def _fashion_mnist_files() -> list[str]:
+    return [f for pair in FASHION_MNIST_FILES.values() for f in pair]
 
 
 def find_fashion_mnist(data_dir: Path, root: str | os.PathLike | None = None) -> Path | None:
-    needed = [f for pair in FASHION_MNIST_FILES.values() for f in pair]
-    for place in fashion_mnist_candidates(data_dir, root):
-        if all((place / f).is_file() for f in needed):
-            return place
-    return None
+    """Where :class:`FashionMNIST` finds its files for ``data_dir`` (and ``root``), or None."""
+    return FashionMNIST(data_dir, root=root).locate()
 
 
 class DownloadableSource(Source):
@@ -100,20 +92,71 @@ class FashionMNIST(DownloadableSource):
     name = "fashion_mnist"
     modality = "image"
 
-    def locate(self) -> Path:
-        place = find_fashion_mnist(self.data_dir, self.root)
-        if place is None:
-            searched = ", ".join(str(p) for p in fashion_mnist_candidates(self.data_dir, self.root))
+    def candidates(self) -> list[Path]:
+        """Where the four files are looked for, in order."""
+        places = [Path(self.root).expanduser()] if self.root else []
+        return places + [
+            self.data_dir / "fashion-mnist",
+            self.data_dir / "FashionMNIST" / "raw",  # where torchvision's download puts them
+            FASHION_MNIST_SYSTEM_DIR,
+        ]
+
+    def locate(self) -> Path | None:
+        files = _fashion_mnist_files()
+        return next((p for p in self.candidates() if all((p / f).is_file() for f in files)), None)
+
+    def searched(self) -> str:
+        return f"not in {', '.join(str(p) for p in self.candidates())}"
+
+    def missing(self) -> str:
+        return (
+            f"Fashion-MNIST not found; looked for {', '.join(FASHION_MNIST_FILES['train'])} "
+            f"and the t10k files in: {', '.join(str(p) for p in self.candidates())}. Fetch it "
+            f"with `make data` or `ftlab-data fetch fashion_mnist --data-dir {self.data_dir}`, "
+            "or set data.source.download=true to download it with torchvision (needs internet)."
+        )
+
+    def fetch(self, local: bool = False) -> str:
+        """Debian's ``dataset-fashion-mnist``: installed system-wide when root, else (or when
+        ``local``) extracted into ``<data_dir>/debian`` and copied to ``<data_dir>/fashion-mnist``."""
+        found = self.locate()
+        if found is not None and not (local and found == FASHION_MNIST_SYSTEM_DIR):
+            return f"already present in {found}"
+        if not local and hasattr(os, "geteuid") and os.geteuid() == 0:
+            try:
+                run_tool(["apt-get", "install", "-y", FASHION_MNIST_DEB])
+            except DataError:
+                run_tool(["apt-get", "update"])
+                run_tool(["apt-get", "install", "-y", FASHION_MNIST_DEB])
+            if self.locate() is not None:
+                return (
+                    f"installed Debian package {FASHION_MNIST_DEB} into {FASHION_MNIST_SYSTEM_DIR}"
+                )
             raise DataError(
-                f"Fashion-MNIST not found; looked for {', '.join(FASHION_MNIST_FILES['train'])} "
-                f"and the t10k files in: {searched}. Fetch it with `make data` or "
-                f"`ftlab-data fetch fashion_mnist --data-dir {self.data_dir}`, or set "
-                "data.source.download=true to download it with torchvision (needs internet)."
+                f"apt-get installed {FASHION_MNIST_DEB} but {FASHION_MNIST_SYSTEM_DIR} lacks its "
+                "files."
             )
-        return place
+        debian = self.data_dir / "debian"
+        debian.mkdir(parents=True, exist_ok=True)
+        debs = sorted(debian.glob(f"{FASHION_MNIST_DEB}_*.deb"))
+        if not debs:
+            run_tool(["apt-get", "download", FASHION_MNIST_DEB], cwd=debian)
+            debs = sorted(debian.glob(f"{FASHION_MNIST_DEB}_*.deb"))
+            if not debs:
+                raise DataError(f"`apt-get download {FASHION_MNIST_DEB}` left no .deb in {debian}.")
+        extracted = debian / "root"
+        run_tool(["dpkg-deb", "-x", str(debs[-1]), str(extracted)])
+        source = extracted / FASHION_MNIST_SYSTEM_DIR.relative_to("/")
+        target = self.data_dir / "fashion-mnist"
+        target.mkdir(parents=True, exist_ok=True)
+        for name in _fashion_mnist_files():
+            if not (source / name).is_file():
+                raise DataError(f"{debs[-1].name} has no {name} under {source}.")
+            shutil.copy2(source / name, target / name)
+        return f"extracted {debs[-1].name} and copied the 4 files to {target}"
 
     def prepare(self) -> None:
-        if self.download and find_fashion_mnist(self.data_dir, self.root) is None:
+        if self.download and self.locate() is None:
             from torchvision.datasets import FashionMNIST as TorchvisionFashionMNIST
 
             for train in (True, False):
@@ -123,7 +166,7 @@ class FashionMNIST(DownloadableSource):
         return list(FASHION_MNIST_CLASSES)
 
     def _load(self) -> dict[str, Split | None]:
-        place = self.locate()
+        place = self.located()
         splits: dict[str, Split | None] = {"val": None}
         for split, (images, labels) in FASHION_MNIST_FILES.items():
             x, y = read_idx(str(place / images)), read_idx(str(place / labels))
@@ -146,18 +189,47 @@ class CIFAR10(DownloadableSource):
         return Dataset
 
     def candidates(self) -> list[Path]:
+        """The folders that may hold :attr:`_folder` (torchvision's ``root``), in order."""
         if self.root:
             return [Path(self.root).expanduser()]
         return [self.data_dir / self.name, self.data_dir]
 
     def locate(self) -> Path | None:
-        return next((p for p in self.candidates() if (p / self._folder).is_dir()), None)
+        """The :attr:`_folder` found in one of :meth:`candidates`, or None."""
+        folders = (p / self._folder for p in self.candidates())
+        return next((f for f in folders if f.is_dir()), None)
+
+    def searched(self) -> str:
+        return f"not in {' or '.join(str(p / self._folder) for p in self.candidates())}"
+
+    def missing(self) -> str:
+        searched = ", ".join(str(p / self._folder) for p in self.candidates())
+        return (
+            f"{self.name} not found; looked for {searched}. Set data.source.download=true "
+            f"to download it with torchvision (needs internet), or data.source.root to the "
+            f"folder that holds {self._folder}."
+        )
+
+    def _download(self) -> None:
+        dest = self.candidates()[0]
+        for train in (True, False):
+            self._torchvision_class()(str(dest), train=train, download=True)
+
+    def fetch(self) -> str:
+        found = self.locate()
+        if found is not None:
+            return f"already present in {found.parent}"
+        try:
+            self._download()
+        except Exception as e:  # torchvision raises URLError, RuntimeError, OSError...
+            raise DataError(
+                f"torchvision could not download {self.name} (needs internet): {e}"
+            ) from e
+        return f"downloaded to {self.located().parent}"
 
     def prepare(self) -> None:
         if self.download and self.locate() is None:
-            dest = self.candidates()[0]
-            for train in (True, False):
-                self._torchvision_class()(str(dest), train=train, download=True)
+            self._download()
 
     def _class_names(self) -> list[str]:
         self.load("train")
@@ -165,14 +237,7 @@ class CIFAR10(DownloadableSource):
         return self._names
 
     def _load(self) -> dict[str, Split | None]:
-        place = self.locate()
-        if place is None:
-            searched = ", ".join(str(p / self._folder) for p in self.candidates())
-            raise DataError(
-                f"{self.name} not found; looked for {searched}. Set data.source.download=true "
-                f"to download it with torchvision (needs internet), or data.source.root to the "
-                f"folder that holds {self._folder}."
-            )
+        place = self.located().parent
         dataset_class = self._torchvision_class()
         splits: dict[str, Split | None] = {"val": None}
         for split, train in (("train", True), ("test", False)):

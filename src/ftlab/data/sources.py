@@ -1,12 +1,14 @@
-"""What every data source shares: the split container, the data directory and the base class.
+"""What every data source shares: the split container, the base class and running a tool.
 
 A source knows where raw examples live and how to read them; it knows nothing about
-transforms, tokenizers or batches (that is the data module's job).
+transforms, tokenizers or batches (that is the data module's job). A source with a fixed
+place is an asset: ``locate`` finds it, ``located`` explains its absence, ``fetch`` gets it.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ftlab.errors import ConfigError
+from ftlab.errors import ConfigError, DataError
+from ftlab.paths import Asset
 
 #: Seed for every split that must not move with the run seed (fixed test splits and
 #: test subsets), so that every run of every method is scored on the same examples.
@@ -26,13 +29,15 @@ FIXED_TEST_FRACTION = 0.2
 SPLITS = ("train", "val", "test")
 
 
-def default_data_dir() -> Path:
-    """``$FTLAB_DATA_DIR`` if set, else ``./data`` relative to the current directory."""
-    return Path(os.environ.get("FTLAB_DATA_DIR") or "data").expanduser().absolute()
-
-
-def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
-    return default_data_dir() if data_dir in (None, "") else Path(data_dir).expanduser().absolute()
+def run_tool(cmd: Sequence[str], cwd: Path | None = None) -> None:
+    """Run an external tool (apt-get, pip) that fetches data; a DataError names what failed."""
+    try:
+        done = subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True, check=False)
+    except FileNotFoundError as e:
+        raise DataError(f"`{' '.join(cmd)}` cannot run: {e}") from e
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise DataError(f"`{' '.join(cmd)}` failed (exit {done.returncode}): {' | '.join(tail)}")
 
 
 @dataclass(frozen=True)
@@ -69,18 +74,19 @@ class Split:
         return Split(items, self.labels[indices], self.index[indices])
 
 
-class Source:
+class Source(Asset):
     """Base class of all sources.
 
     Subclasses set ``name`` and ``modality`` and implement :meth:`_load` (every split,
-    read once) and, where cheaper than reading the data, :meth:`_class_names`.
+    read once) and, where cheaper than reading the data, :meth:`_class_names`. Sources with
+    a fixed place (the ones ``ftlab-data`` lists) also implement the :class:`Asset` methods.
     """
 
     name: str = "source"
     modality: str = "image"
 
     def __init__(self, data_dir: str | os.PathLike | None = None) -> None:
-        self.data_dir = resolve_data_dir(data_dir)
+        super().__init__(data_dir)
         self._splits: dict[str, Split | None] | None = None
         self._names: list[str] | None = None
 

