@@ -3,11 +3,11 @@
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TIMM_CONFIG_96
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from conftest import REPO, TIMM_CONFIG_96
 from ftlab.data import ClassificationDataModule
 from ftlab.errors import ConfigError, DataError
 
