@@ -68,7 +68,7 @@ def compose(overrides: list[str], output_dir: Path, config_name: str = "train"):
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import open_dict
 
-    from ftlab.run import CONF_DIR, register_resolvers
+    from ftlab.config import CONF_DIR, register_resolvers
 
     register_resolvers()
     if not GlobalHydra.instance().is_initialized():

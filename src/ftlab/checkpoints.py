@@ -80,15 +80,15 @@ def find_resumable(
         return None
     import yaml
 
-    from ftlab.sweep import read_results
+    from ftlab.records import DONE, read_record
 
     want = same_run(config)
     found = []
     for run in out_dir.parent.iterdir():
         if run == out_dir or not (run / LAST).is_file():
             continue
-        results = read_results(run)
-        if results is None or results.get("status") == "done":
+        results = read_record(run)
+        if results is None or results.get("status") == DONE:
             continue
         try:
             theirs = yaml.safe_load((run / "config.yaml").read_text())

@@ -1,12 +1,16 @@
 """Errors a user can act on: each names the bad value and what would be valid.
 
-Entry points catch :class:`FtlabError` and print its message instead of a traceback.
+Entry points wrap ``main`` in :func:`exit_on_user_error`, which prints an
+:class:`FtlabError`'s message (or Hydra's config error) as one line and exits 2 instead of
+showing a traceback.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import functools
+import sys
+from collections.abc import Callable, Iterable
 
 
 class FtlabError(Exception):
@@ -48,3 +52,49 @@ def suggest(value: str, choices: Iterable[str], n: int = 3) -> str:
     """A ``did you mean`` phrase for ``value`` among ``choices`` (empty when nothing is close)."""
     close = difflib.get_close_matches(str(value), list(choices), n=n, cutoff=0.5)
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def user_error(err: BaseException | None) -> FtlabError | None:
+    """The :class:`FtlabError` behind ``err``, also when Hydra's ``instantiate`` wrapped it."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, FtlabError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def root_cause(err: BaseException) -> BaseException:
+    """What went wrong under Hydra's ``InstantiationException`` wrapper, if it wrapped it."""
+    from hydra.errors import InstantiationException
+
+    while isinstance(err, InstantiationException) and err.__cause__ is not None:
+        err = err.__cause__
+    return err
+
+
+def exit_on_user_error(fn: Callable) -> Callable:
+    """Turn an :class:`FtlabError` (and Hydra's config errors) into one red line and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            from hydra.errors import HydraException
+            from omegaconf.errors import OmegaConfBaseException
+
+            user = user_error(err)
+            if user is not None:
+                _fail(f"{type(user).__name__}: {user}")
+            if isinstance(err, HydraException | OmegaConfBaseException):
+                _fail(f"config error: {err}")
+            raise
+
+    return wrapper
+
+
+def _fail(message: str) -> None:
+    print(f"\nftlab: {message}", file=sys.stderr)
+    sys.exit(2)

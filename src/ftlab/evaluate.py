@@ -14,8 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from ftlab.atomic import atomic_write_json
 from ftlab.checkpoints import load_checkpoint
-from ftlab.errors import CheckpointError
-from ftlab.run import CONF_DIR, exit_on_user_error, register_resolvers
+from ftlab.config import CONF_DIR, register_resolvers
+from ftlab.console import quiet_console
+from ftlab.errors import CheckpointError, exit_on_user_error
 
 
 def rebuild(ckpt: dict[str, Any], data_overrides: dict | None = None):
@@ -59,6 +60,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
+    quiet_console()
     metrics = evaluate(cfg)
     for key, value in sorted(metrics.items()):
         print(f"{key}: {value:.4f}")

@@ -49,3 +49,9 @@ def fused_optimizer_kwargs(factory: Any, device: torch.device) -> dict[str, Any]
     if "fused" in chosen or "foreach" in chosen:
         return {}
     return {"fused": True}
+
+
+def gpu_for_job(job_num: Any) -> int:
+    """GPU index for sweep job ``job_num``: jobs share the visible GPUs round-robin."""
+    count = torch.cuda.device_count()
+    return int(job_num) % count if count else 0

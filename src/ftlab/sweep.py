@@ -2,9 +2,6 @@
 
 - :class:`SweepSummary`, a Hydra callback: when a multirun ends, count the jobs that are
   done, skipped and failed (with their run dirs) and write the comparison report.
-- :func:`previous_result`: a job whose run dir already holds a finished ``results.json``
-  is not trained again, so rerunning a sweep into the same directory resumes it.
-- :func:`gpu_for_job`: one GPU per job when jobs of a sweep run side by side.
 - :func:`spawns_processes` / :func:`run_job_in_subprocess`: a sweep job that trains with
   DDP on this machine runs as a single ``ftlab-train`` in a child process, so Lightning's
   launcher (which re-executes ``sys.argv`` for every extra rank) never relaunches the sweep.
@@ -12,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -20,22 +16,18 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-RESULTS_FILE = "results.json"
-
-
-def read_results(run_dir: str | Path) -> dict[str, Any] | None:
-    """A run dir's ``results.json`` (any status), or None when missing or unreadable."""
-    try:
-        data = json.loads((Path(run_dir) / RESULTS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def previous_result(run_dir: str | Path) -> dict[str, Any] | None:
-    """The finished result of an earlier attempt at this job, or None."""
-    data = read_results(run_dir)
-    return data if data is not None and data.get("status") == "done" else None
+from ftlab.console import log
+from ftlab.records import (
+    DONE,
+    FAILED,
+    RUNNING,
+    SKIPPED,
+    UNREADABLE,
+    find_records,
+    load_record,
+    read_record,
+    why,
+)
 
 
 def in_multirun() -> bool:
@@ -43,14 +35,6 @@ def in_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
 
     return HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN"
-
-
-def gpu_for_job(job_num: Any) -> int:
-    """GPU index for sweep job ``job_num``: jobs share the visible GPUs round-robin."""
-    import torch
-
-    count = torch.cuda.device_count()
-    return int(job_num) % count if count else 0
 
 
 def sweep_group() -> str | None:
@@ -75,24 +59,20 @@ class SweepSummary(Callback):
 
 def summarize_sweep(sweep_dir: Path, report: bool = True) -> dict[str, list[tuple[str, str]]]:
     by_status: dict[str, list[tuple[str, str]]] = {}
-    for path in sorted(sweep_dir.rglob(RESULTS_FILE)):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            data = {"status": "unreadable"}
+    for path in find_records(sweep_dir):
+        data = load_record(path)
         label = f"{data.get('method_label') or data.get('method')} / {data.get('model')} / seed {data.get('seed')}"
-        why = data.get("reason") or data.get("error") or ""
         by_status.setdefault(data.get("status", "unknown"), []).append(
-            (f"{label}: {os.path.relpath(path.parent)}", why.splitlines()[0] if why else "")
+            (f"{label}: {os.path.relpath(path.parent)}", why(data))
         )
     counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(by_status.items())) or "no jobs"
     print(f"\nftlab sweep {sweep_dir}: {counts}")
-    for status in ("skipped", "failed", "unreadable", "running"):
-        for where, why in by_status.get(status, []):
-            print(f"  {status}: {where}" + (f"  ({why})" if why else ""))
+    for status in (SKIPPED, FAILED, UNREADABLE, RUNNING):
+        for where, reason in by_status.get(status, []):
+            print(f"  {status}: {where}" + (f"  ({reason})" if reason else ""))
     if report and by_status:
         from ftlab.errors import FtlabError
-        from ftlab.report import write_report
+        from ftlab.reporting import write_report
 
         try:
             written = write_report(sweep_dir)
@@ -164,12 +144,12 @@ def run_job_in_subprocess(cfg: DictConfig) -> dict[str, Any]:
         *hydra_cfg.overrides.task, *hydra_overrides,
         f"hydra.run.dir={job_dir}", "hydra.output_subdir=null", "hydra.mode=RUN",
     ]  # fmt: skip
-    print(f"ftlab: job {hydra_cfg.job.num} trains with DDP: running it as its own process")
+    log.info(f"job {hydra_cfg.job.num} trains with DDP: running it as its own process")
     proc = subprocess.run(command, check=False, env={**os.environ, JOB_PROCESS: "1"})
-    data = read_results(job_dir) or {}
-    if data.get("status") == "done":
+    data = read_record(job_dir) or {}
+    if data.get("status") == DONE:
         return data
-    why = data.get("reason") or data.get("error") or f"exit code {proc.returncode}"
-    if data.get("status") == "skipped":
-        raise MethodNotApplicable(why)
-    raise FtlabError(f"the job's process failed: {why}")
+    reason = data.get("reason") or data.get("error") or f"exit code {proc.returncode}"
+    if data.get("status") == SKIPPED:
+        raise MethodNotApplicable(reason)
+    raise FtlabError(f"the job's process failed: {reason}")
