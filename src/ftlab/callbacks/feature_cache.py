@@ -23,9 +23,10 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_only
 
 from ftlab.backbones.split import FrozenPrefix
+from ftlab.console import log
 from ftlab.errors import ConfigError
 
 MODES = ("auto", True, False)
@@ -46,7 +47,7 @@ class FeatureCache(pl.Callback):
         self.ram_bytes = _physical_memory() * RAM_SHARE if ram_bytes is None else ram_bytes
         self.active = False
         self.seconds = 0.0
-        self.kind: str | None = None  # "backbone" or "prefix(k=...)"
+        self.kind: str | None = None  # "backbone" or "frozen_prefix(k=...)"
         self.files: list[Path] = []
 
     def plan(self, trainer: pl.Trainer, module: pl.LightningModule) -> FrozenPrefix | str | None:
@@ -90,19 +91,20 @@ class FeatureCache(pl.Callback):
         pl_module.feature_suffix = None if plan is None else plan.suffix
         self.seconds = time.perf_counter() - start
         self.active = True
-        self.kind = "backbone" if plan is None else f"prefix(k={plan.k})"
+        self.kind = "backbone" if plan is None else f"frozen_prefix(k={plan.k})"
         what = (
             "the backbone is frozen"
             if plan is None
             else f"the stem and blocks 1..{plan.k} of {pl_module.backbone.anatomy.num_blocks} "
             "are frozen"
         )
-        rank_zero_info(
-            f"ftlab: {what} and inputs are deterministic, so their output is computed once "
-            f"({', '.join(self.splits)}: {self.seconds:.1f} s, "
-            f"{'file-backed' if self.files else 'in memory'}) and training runs the rest from "
-            "the cache (feature_cache=false turns this off)."
-        )
+        if rank_zero_only.rank == 0:
+            log.info(
+                f"{what} and inputs are deterministic, so their output is computed once "
+                f"({', '.join(self.splits)}: {self.seconds:.1f} s, "
+                f"{'file-backed' if self.files else 'in memory'}) and training runs the rest from "
+                "the cache (feature_cache=false turns this off)."
+            )
 
     @torch.no_grad()
     def compute(self, trainer, pl_module, loader, run=None) -> tuple[torch.Tensor, torch.Tensor]:
