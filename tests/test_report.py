@@ -16,7 +16,8 @@ import pytest
 import ftlab
 from ftlab.atomic import atomic_write
 from ftlab.errors import FtlabError
-from ftlab.report import load_results, main, summarize, write_report
+from ftlab.report import main
+from ftlab.reporting import load_results, summarize, write_report
 from ftlab.reporting.fmt import human_bytes, human_count
 from ftlab.reporting.summary import pareto_mask
 

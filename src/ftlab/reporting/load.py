@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -10,9 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ftlab.errors import FtlabError
-from ftlab.sweep import RESULTS_FILE
-
-UNREADABLE = "unreadable"
+from ftlab.records import RESULTS_FILE, find_records, load_record
 
 TEXT_COLUMNS = ("model", "method", "method_label", "data", "status", "reason", "error")
 FLOAT_COLUMNS = (
@@ -50,36 +47,10 @@ def find_results(root: str | os.PathLike) -> list[Path]:
         raise FtlabError(f"results directory not found: {root}")
     if not root.is_dir():
         raise FtlabError(f"not a directory: {root} (expected a directory of run dirs)")
-    found = []
-    # os.walk does not follow directory symlinks, so a link loop cannot hang the report.
-    for dirpath, _dirnames, filenames in os.walk(root):
-        if RESULTS_FILE in filenames:
-            found.append(Path(dirpath) / RESULTS_FILE)
+    found = find_records(root)
     if not found:
         raise FtlabError(f"no {RESULTS_FILE} found under {root}")
-    return sorted(found)
-
-
-def read_result(path: Path) -> dict:
-    """One run's record; an unreadable file becomes a record with status ``unreadable``."""
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        problem = f"{type(e).__name__}: {e}"
-    else:
-        if isinstance(record, dict):
-            record = dict(record)
-            if not isinstance(record.get("run_dir"), str) or not record["run_dir"]:
-                record["run_dir"] = str(path.parent)
-            record["results_file"] = str(path)
-            return record
-        problem = f"expected a JSON object, found a JSON {type(record).__name__}"
-    return {
-        "status": UNREADABLE,
-        "error": problem,
-        "run_dir": str(path.parent),
-        "results_file": str(path),
-    }
+    return found
 
 
 def load_results(root: str | os.PathLike) -> pd.DataFrame:
@@ -88,7 +59,7 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
     Missing keys are NaN, extra keys are kept. ``method_name`` is ``method_label`` where a
     run has one, else ``method``; ``params/trainable_pct`` is computed where it is absent.
     """
-    records = [read_result(p) for p in find_results(root)]
+    records = [load_record(p) for p in find_results(root)]
     return normalize(pd.DataFrame.from_records(records))
 
 

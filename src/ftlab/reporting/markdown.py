@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ftlab.records import DONE, FAILED, SKIPPED, UNREADABLE
 from ftlab.reporting.fmt import DASH, PARETO_MARK, table
-from ftlab.reporting.load import UNREADABLE
 
 TEXT_HEADERS = {"model", "method", "data"}
 PLOT_CAPTIONS = {
@@ -18,7 +18,7 @@ PLOT_CAPTIONS = {
 def status_counts(df: pd.DataFrame) -> dict[str, int]:
     """Runs per status, the four expected ones first (zero included), then any others."""
     counts = df["status"].value_counts().to_dict()
-    ordered = {s: int(counts.pop(s, 0)) for s in ("done", "skipped", "failed", UNREADABLE)}
+    ordered = {s: int(counts.pop(s, 0)) for s in (DONE, SKIPPED, FAILED, UNREADABLE)}
     ordered.update({str(s): int(n) for s, n in sorted(counts.items())})
     return ordered
 
@@ -55,15 +55,15 @@ def render(
         if "acc_vs_samples" in plots:
             out += ["Runs on all samples have no samples-per-class value and appear only in "
                     "the other plots.", ""]  # fmt: skip
-    out += _problem_section(df, "skipped", "Skipped runs", "reason", "reason")
-    out += _problem_section(df, "failed", "Failed runs", "error", "error (first line)")
+    out += _problem_section(df, SKIPPED, "Skipped runs", "reason", "reason")
+    out += _problem_section(df, FAILED, "Failed runs", "error", "error (first line)")
     unreadable = df[df["status"] == UNREADABLE]
     if not unreadable.empty:
         rows = [
             [f"`{r['results_file']}`", _first_line(r["error"])] for _, r in unreadable.iterrows()
         ]
         out += ["## Unreadable results", "", *_table(["file", "problem"], rows), ""]
-    other = df[~df["status"].isin(["done", "skipped", "failed", UNREADABLE])]
+    other = df[~df["status"].isin([DONE, SKIPPED, FAILED, UNREADABLE])]
     if not other.empty:
         rows = [
             [*_run_cells(r), str(r["status"]), f"`{r['run_dir']}`"] for _, r in other.iterrows()

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from ftlab.records import DONE
 from ftlab.reporting.fmt import human_count
 from ftlab.reporting.load import normalize
 
@@ -34,7 +35,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     descending; ``pareto`` marks the rows no other row of the same model and data beats.
     """
     done = normalize(df)
-    done = done[done["status"] == "done"]
+    done = done[done["status"] == DONE]
     rows = []
     for _, group in done.groupby(list(ROW_KEYS), dropna=False, sort=False):
         variants = group["params/trainable"].dropna().unique()

@@ -1,0 +1,48 @@
+"""The comparison table on the terminal: as wide as the terminal allows."""
+
+from __future__ import annotations
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from ftlab.reporting.fmt import PARETO_MARK, table
+from ftlab.reporting.markdown import counts_line
+
+# Columns the terminal drops when it is too narrow for all of them; report.md keeps them.
+SECONDARY_COLUMNS = (
+    "best val acc",
+    "test F1",
+    "% of total",
+    "samples/s",
+    "peak memory",
+    "checkpoint",
+)
+LOG_WIDTH = 240
+
+
+def print_table(df: pd.DataFrame, summary: pd.DataFrame, title: str, console: Console) -> None:
+    """The comparison table and the run counts, on the terminal."""
+    if summary.empty:
+        console.print(f"[bold]{title}[/]: no completed runs ({counts_line(df)})")
+        return
+    headers, rows = table(summary)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    keep = list(range(len(headers)))
+    if sum(widths[i] + 3 for i in keep) + 1 > console.width:
+        keep = [i for i in keep if not headers[i].startswith(SECONDARY_COLUMNS)]
+    # Where even the short table does not fit, let rich wrap cells rather than cut them off.
+    fits = sum(widths[i] + 3 for i in keep) + 1 <= console.width
+    rich_table = Table(title=title, caption=f"runs: {counts_line(df)}", header_style="bold")
+    for i in keep:
+        numeric = headers[i] not in {PARETO_MARK, "model", "method", "data"}
+        rich_table.add_column(
+            headers[i],
+            justify="right" if numeric else "left",
+            no_wrap=fits,
+            min_width=widths[i] if fits else None,
+            overflow="ellipsis" if fits else "fold",
+        )
+    for row, pareto in zip(rows, summary["pareto"]):
+        rich_table.add_row(*(row[i] for i in keep), style="bold" if pareto else None)
+    console.print(rich_table)
