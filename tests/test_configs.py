@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 from hydra.utils import get_class
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
-from ftlab.run import CONF_DIR
+from ftlab.config import CONF_DIR
 from tests.conftest import compose
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
@@ -64,3 +64,62 @@ def test_a_vit_built_at_another_size_asks_the_data_for_that_size(tmp_path):
     backbone = instantiate(cfg.model)
     assert backbone.preprocessing()["input_size"] == (3, 96, 96)
     assert backbone(backbone.example_batch(1)).shape == (1, 384)
+
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+SEARCHES = sorted(p.stem for p in (CONF_DIR / "hparams_search").glob("*.yaml"))
+
+
+def _sweep_params(overrides: list[str], tmp_path) -> tuple:
+    """The composed config and its sweeper's ``params``, as ``ftlab-train -m`` sees them."""
+    from hydra import compose as hydra_compose
+
+    compose([], tmp_path)  # initialises Hydra on ftlab's config dir
+    cfg = hydra_compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+    params = OmegaConf.to_container(cfg.hydra.sweeper.get("params") or {}, resolve=False)
+    return cfg, params
+
+
+def _check_sweep_params(cfg, params: dict, tmp_path) -> None:
+    """Every swept key exists: a config group's values are options of that group (each
+    composes), any other key is a value of the composed config."""
+    assert params, "the sweep sweeps nothing"
+    for key, values in params.items():
+        if (CONF_DIR / key).is_dir():
+            options = [v.strip() for v in str(values).split(",")]
+            for option in options:
+                assert (CONF_DIR / key / f"{option}.yaml").is_file(), f"{key}={option}"
+                compose([f"{key}={option}"], tmp_path)
+        else:
+            assert OmegaConf.select(cfg, key, default="<missing>") != "<missing>", key
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_config_composes_as_its_header_says(experiment, tmp_path):
+    text = (CONF_DIR / "experiment" / f"{experiment}.yaml").read_text()
+    assert f"ftlab-train -m experiment={experiment}" in text  # the header's command
+    cfg, params = _sweep_params([f"experiment={experiment}"], tmp_path)
+    assert cfg.task_name == experiment
+    for group in ("model", "method", "data", "module", "trainer"):
+        assert get_class(OmegaConf.to_container(cfg[group], resolve=True)["_target_"])
+    _check_sweep_params(cfg, params, tmp_path)
+
+
+@pytest.mark.parametrize("search", SEARCHES)
+def test_every_hparams_search_config_composes_for_the_optuna_sweeper(search, tmp_path):
+    text = (CONF_DIR / "hparams_search" / f"{search}.yaml").read_text()
+    assert "ftlab-train -m hparams_search=" in text  # the header's command
+    assert search == "optuna" or f"hparams_search={search}" in text
+    cfg, params = _sweep_params([f"hparams_search={search}"], tmp_path)
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
+    assert get_class(cfg.hydra.sweeper._target_)  # the optional extra is installed
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    assert cfg.optimized_metric == "val/acc_best"
+    _check_sweep_params(cfg, params, tmp_path)
+    if search != "optuna":  # each method's search tunes the learning rate and its size knob
+        assert "method.lr" in params and len(params) == 2
+        method = OmegaConf.to_container(cfg.method, resolve=True)
+        knob = next(k for k in params if k != "method.lr").split(".", 1)[1]
+        assert knob in method, f"{search} tunes method.{knob}, which {method['name']} lacks"
