@@ -217,7 +217,7 @@ class RunRecord:
         self.data["finished"] = _now()
         try:
             if self.on_close is not None:
-                self.data.update(self.on_close(self.data["status"] != FAILED))
+                self.data.update(self.on_close(self.data["status"] != FAILED) or {})
         finally:
             self._save()
         if replacement is not None:
