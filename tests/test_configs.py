@@ -123,3 +123,20 @@ def test_every_hparams_search_config_composes_for_the_optuna_sweeper(search, tmp
         method = OmegaConf.to_container(cfg.method, resolve=True)
         knob = next(k for k in params if k != "method.lr").split(".", 1)[1]
         assert knob in method, f"{search} tunes method.{knob}, which {method['name']} lacks"
+
+
+@pytest.mark.parametrize("value", [None, "", "elsewhere"], ids=["unset", "empty", "set"])
+def test_the_configs_data_dir_follows_the_one_data_dir_rule(value, tmp_path, monkeypatch):
+    """conf/paths, the sources, the weights and ftlab-data agree on where data lives."""
+    from ftlab.paths import default_data_dir
+
+    monkeypatch.chdir(tmp_path)
+    if value is None:
+        monkeypatch.delenv("FTLAB_DATA_DIR", raising=False)
+    else:
+        monkeypatch.setenv("FTLAB_DATA_DIR", value)
+    expected = tmp_path / ("elsewhere" if value else "data")
+    assert default_data_dir() == expected
+    cfg = compose([], tmp_path / "run")
+    assert cfg.paths.data_dir == str(expected) == cfg.data.source.data_dir
+    assert cfg.model.weights_file == f"{expected}/weights/tf_efficientnet_lite0.safetensors"

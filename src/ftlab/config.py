@@ -27,6 +27,10 @@ def register_resolvers() -> None:
         from ftlab.hardware import best_precision
 
         OmegaConf.register_new_resolver("ftlab.precision", best_precision)
+    if not OmegaConf.has_resolver("ftlab.data_dir"):
+        from ftlab.paths import default_data_dir
+
+        OmegaConf.register_new_resolver("ftlab.data_dir", lambda: str(default_data_dir()))
     if not OmegaConf.has_resolver("ftlab.minilm"):
         from ftlab.backbones.assets import minilm_path
 
