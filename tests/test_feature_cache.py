@@ -38,7 +38,9 @@ def test_cached_frozen_blocks_of_last_n_match_the_uncached_run(model, make_cfg):
     common = ["method=last_n", "method.n=1", "trainer.max_epochs=2", "data.samples_per_class=8"]
     base = TINY_VIT if model == "vit" else TINY_CNN
     cached = train(make_cfg(*common, base=base, name="cached"))
-    assert cached["feature_cache"] == ("frozen_prefix(k=6)" if model == "cnn" else "frozen_prefix(k=2)")
+    assert cached["feature_cache"] == (
+        "frozen_prefix(k=6)" if model == "cnn" else "frozen_prefix(k=2)"
+    )
     plain = train(make_cfg(*common, "feature_cache=false", base=base, name="plain"))
     assert cached["feature_cache_s"] and plain["feature_cache_s"] is None
     for key in COMPARED:
