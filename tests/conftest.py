@@ -34,23 +34,21 @@ TINY_CNN = [
 ]
 
 
-def found_or_fetched(find, fetch, data_dir: Path) -> Path:
-    """A real asset under ``data_dir``, fetched once through ftlab's own fetcher if absent."""
-    if find(data_dir) is None:
-        print(fetch(data_dir))
-    found = find(data_dir)
-    assert found is not None
-    return found
+def found_or_fetched(asset) -> Path:
+    """A real asset (:class:`ftlab.paths.Asset`), fetched once through ftlab's own fetcher
+    if it is not here."""
+    if asset.locate() is None:
+        print(asset.fetch())
+    return asset.located()
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """``$FTLAB_DATA_DIR`` (the Makefile's ``data/``), with the offline defaults fetched."""
     path = Path(os.environ["FTLAB_DATA_DIR"]).absolute()
-    from ftlab.data.fetch import fetch_fashion_mnist
-    from ftlab.data.images import find_fashion_mnist
+    from ftlab.data.images import FashionMNIST
 
-    found_or_fetched(find_fashion_mnist, fetch_fashion_mnist, path)
+    found_or_fetched(FashionMNIST(path))
     return path
 
 

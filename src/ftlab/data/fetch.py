@@ -37,11 +37,6 @@ ASSETS: dict[str, type[Asset]] = {
 DEFAULT_ASSETS = ("fashion_mnist", "rotten_tomatoes", "bbc_news", "efficientnet_lite0", "minilm")
 
 
-def fetch_fashion_mnist(data_dir: Path, local: bool = False) -> str:
-    """:meth:`FashionMNIST.fetch` for a data dir (the test suite's session set-up uses it)."""
-    return FashionMNIST(data_dir).fetch(local=local)
-
-
 def _check_names(names: Sequence[str]) -> list[str]:
     unknown = [n for n in names if n not in ASSETS]
     if unknown:

@@ -62,11 +62,6 @@ def _fashion_mnist_files() -> list[str]:
     return [f for pair in FASHION_MNIST_FILES.values() for f in pair]
 
 
-def find_fashion_mnist(data_dir: Path, root: str | os.PathLike | None = None) -> Path | None:
-    """Where :class:`FashionMNIST` finds its files for ``data_dir`` (and ``root``), or None."""
-    return FashionMNIST(data_dir, root=root).locate()
-
-
 class DownloadableSource(Source):
     """A dataset found under ``root`` or ``data_dir``, downloaded only when asked to."""
 

