@@ -19,6 +19,7 @@ from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from ftlab import optim, trainable_state
+from ftlab.backbones.anatomy import Capability
 from ftlab.backbones.base import Backbone
 from ftlab.errors import ConfigError, TrainingDiverged
 from ftlab.hardware import fused_optimizer_kwargs
@@ -267,7 +268,7 @@ class FineTuneModule(pl.LightningModule):
             return
         self._prepared = True
         cuda = self.trainer.strategy.root_device.type == "cuda"
-        if self.backbone.anatomy.family == "cnn" and (
+        if Capability.CHANNELS_LAST in self.backbone.anatomy.capabilities and (
             self.channels_last is True or (self.channels_last == "auto" and cuda)
         ):
             self.backbone.to(memory_format=torch.channels_last)

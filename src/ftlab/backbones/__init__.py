@@ -1,8 +1,8 @@
 """Backbones: build a pretrained network and describe its anatomy once."""
 
-from ftlab.backbones.anatomy import Anatomy
+from ftlab.backbones.anatomy import Anatomy, Capability
 from ftlab.backbones.base import Backbone
 from ftlab.backbones.hf import HFEncoderBackbone
 from ftlab.backbones.timm_backbone import TimmBackbone
 
-__all__ = ["Anatomy", "Backbone", "HFEncoderBackbone", "TimmBackbone"]
+__all__ = ["Anatomy", "Capability", "Backbone", "HFEncoderBackbone", "TimmBackbone"]

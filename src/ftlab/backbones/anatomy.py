@@ -8,8 +8,39 @@ N+1 whatever sits between the last block and the head (final norm, conv head).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 import torch
+
+
+class Capability(str, Enum):
+    """What a backbone's anatomy can offer a method. Methods name what they need with
+    these members, so a misspelt need fails at import instead of skipping every job."""
+
+    HEAD = "head"
+    """Pooled features for a fresh classifier (every backbone)."""
+    BLOCKS = "blocks"
+    """An ordered stack of blocks or stages, with a layer id for every parameter."""
+    ATTENTION = "attention"
+    MLP = "mlp"
+    TOKEN_SEQUENCE = "token_sequence"
+    TOKEN_INPUT = "token_input"
+    """A token sequence and the module that starts it, where prompts go in."""
+    TOKEN_EMBEDDINGS = "token_embeddings"
+    """A vocabulary whose embeddings can start prompts (``Backbone.embed_token_ids``)."""
+    LORA_TARGETS = "lora_targets"
+    SUBLAYER_OUTPUTS = "sublayer_outputs"
+    """Where each block's attention and feed-forward results leave, before the residual."""
+    ATTENTION_KV = "attention_kv"
+    """Self-attention whose keys and values can be extended (``Backbone.extend_attention``)."""
+    CHAINED_BLOCKS = "chained_blocks"
+    """Each block takes the previous block's output alone, so the output of the first k
+    can be cached (a text encoder's layers also need the batch's attention mask)."""
+    CHANNELS_LAST = "channels_last"
+    """Convolutions that run faster with NHWC weights and inputs on GPUs."""
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass
@@ -48,6 +79,12 @@ class Anatomy:
     (``Backbone.extend_attention``: prefix tuning)."""
     kv_dim: int = 0
     """Width of those keys and values (heads x head size)."""
+    token_embeddings: bool = False
+    """Whether token ids have embeddings that prompts can start from."""
+    chained_blocks: bool = False
+    """Whether each block takes the previous block's output alone."""
+    convolutional: bool = False
+    """Whether the backbone is a convolutional network (NHWC helps it on GPUs)."""
 
     @property
     def num_blocks(self) -> int:
@@ -59,23 +96,24 @@ class Anatomy:
         return len(self.blocks) + 2
 
     @property
-    def capabilities(self) -> set[str]:
-        caps = {"head", "blocks"} if self.blocks else {"head"}
-        if self.attention:
-            caps.add("attention")
-        if self.mlp:
-            caps.add("mlp")
-        if self.token_sequence:
-            caps.add("token_sequence")
-        if self.lora_targets:
-            caps.add("lora_targets")
-        if self.token_sequence and self.embeddings:
-            caps.add("token_input")
-        if self.attention_output and self.mlp_input and self.mlp_output:
-            caps.add("sublayer_outputs")
-        if self.attention_kv and self.kv_dim:
-            caps.add("attention_kv")
-        return caps
+    def capabilities(self) -> set[Capability]:
+        offered = {
+            Capability.HEAD: True,
+            Capability.BLOCKS: bool(self.blocks),
+            Capability.ATTENTION: bool(self.attention),
+            Capability.MLP: bool(self.mlp),
+            Capability.TOKEN_SEQUENCE: self.token_sequence,
+            Capability.TOKEN_INPUT: self.token_sequence and bool(self.embeddings),
+            Capability.TOKEN_EMBEDDINGS: self.token_embeddings,
+            Capability.LORA_TARGETS: bool(self.lora_targets),
+            Capability.SUBLAYER_OUTPUTS: bool(
+                self.attention_output and self.mlp_input and self.mlp_output
+            ),
+            Capability.ATTENTION_KV: bool(self.attention_kv and self.kv_dim),
+            Capability.CHAINED_BLOCKS: self.chained_blocks and bool(self.blocks),
+            Capability.CHANNELS_LAST: self.convolutional,
+        }
+        return {cap for cap, has in offered.items() if has}
 
 
 @dataclass(frozen=True)

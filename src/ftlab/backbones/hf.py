@@ -187,6 +187,7 @@ class HFEncoderBackbone(Backbone):
             mlp_output=[b + ".output.dense" for b in blocks],
             attention_kv=[b + ".attention.self" for b in blocks] if kv_ok else [],
             kv_dim=self.config.hidden_size if kv_ok else 0,
+            token_embeddings=True,
         )
 
 

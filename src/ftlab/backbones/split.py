@@ -20,11 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ftlab.backbones.anatomy import Capability
 from ftlab.backbones.base import Backbone
-
-# families whose blocks pass one tensor straight to the next (a text encoder's layers also
-# need the batch's attention mask, which the stored example cannot provide)
-FAMILIES = ("cnn", "vit")
 
 
 class _Stop(Exception):
@@ -84,9 +81,13 @@ class FrozenPrefix:
         a method gave it), and no module it calls may be random or batch-dependent. Then
         checks on ``batch`` that ``suffix(prefix(x))`` equals the backbone's forward.
         """
-        family = self.backbone.anatomy.family
-        if family not in FAMILIES:
-            return f"a {family} backbone's layers need more than the previous layer's output"
+        anatomy = self.backbone.anatomy
+        if Capability.CHAINED_BLOCKS not in anatomy.capabilities:
+            # e.g. a text encoder's layers also need the batch's attention mask, which the
+            # stored example cannot provide
+            return (
+                f"a {anatomy.family} backbone's layers need more than the previous layer's output"
+            )
         called: list[nn.Module] = []
         hook = nn.modules.module.register_module_forward_pre_hook(lambda m, args: called.append(m))
         was_training = module.training

@@ -166,6 +166,7 @@ class TimmBackbone(Backbone):
                 mlp_output=[b + ".mlp" for b in block_names],
                 attention_kv=[b + ".attn" for b in block_names] if plain_attention else [],
                 kv_dim=first.attn.num_heads * first.attn.head_dim if plain_attention else 0,
+                chained_blocks=True,
             )
         pointwise = [
             prefix + name
@@ -186,6 +187,8 @@ class TimmBackbone(Backbone):
             layer_ids=layer_ids,
             feature_dim=model.num_features,
             lora_targets={"default": pointwise, "all": all_convs} if pointwise else {},
+            chained_blocks=True,
+            convolutional=True,
         )
 
 

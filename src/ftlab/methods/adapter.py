@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ftlab.backbones.anatomy import Anatomy
+from ftlab.backbones.anatomy import Anatomy, Capability
 from ftlab.errors import ConfigError
 from ftlab.methods.base import Method, train_block_extras, validate_count
 
@@ -122,7 +122,7 @@ def validate_layers(layers: Any, num_blocks: int | None = None) -> list[int] | N
 
 class Adapter(Method):
     name = "adapter"
-    requires = frozenset({"head", "blocks", "sublayer_outputs"})
+    requires = frozenset({Capability.HEAD, Capability.BLOCKS, Capability.SUBLAYER_OUTPUTS})
     suggestion = "Use lora, last_n or full for CNNs."
 
     def __init__(

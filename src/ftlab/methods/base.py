@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import lightning.pytorch as pl
 from torch import nn
 
-from ftlab.backbones.anatomy import Anatomy
+from ftlab.backbones.anatomy import Anatomy, Capability
 from ftlab.errors import ConfigError, MethodNotApplicable
 
 
@@ -21,8 +21,17 @@ class Method(pl.Callback):
     """Base class: subclasses set ``name``/``requires`` and implement :meth:`modify`."""
 
     name: ClassVar[str] = "method"
-    requires: ClassVar[frozenset[str]] = frozenset({"head"})
+    requires: ClassVar[frozenset[Capability]] = frozenset({Capability.HEAD})
     suggestion: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        unknown = [r for r in cls.requires if not isinstance(r, Capability)]
+        if unknown:
+            raise TypeError(
+                f"{cls.__name__}.requires names {unknown!r}; a method requires members of "
+                f"ftlab.backbones.Capability: {', '.join(c.value for c in Capability)}."
+            )
 
     def __init__(self, lr: float | None = None, layer_decay: float | None = None, **_: Any):
         if lr is not None and lr <= 0:

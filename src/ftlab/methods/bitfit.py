@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from torch import nn
 
+from ftlab.backbones.anatomy import Capability
 from ftlab.methods.base import Method, train_block_extras
 
 
 class BitFit(Method):
     name = "bitfit"
-    requires = frozenset({"head", "blocks"})
+    requires = frozenset({Capability.HEAD, Capability.BLOCKS})
 
     def __init__(self, train_norms: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)

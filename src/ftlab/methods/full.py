@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from torch import nn
 
-from ftlab.backbones.anatomy import Anatomy
+from ftlab.backbones.anatomy import Anatomy, Capability
 from ftlab.errors import ConfigError
 from ftlab.methods.base import Method
 
 
 class Full(Method):
     name = "full"
-    requires = frozenset({"head", "blocks"})
+    requires = frozenset({Capability.HEAD, Capability.BLOCKS})
 
     def __init__(self, freeze_first: int = 0, **kwargs):
         super().__init__(**kwargs)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from torch import nn
 
+from ftlab.backbones.anatomy import Capability
 from ftlab.methods.base import Method, validate_count
 
 
 class Gradual(Method):
     name = "gradual"
-    requires = frozenset({"head", "blocks"})
+    requires = frozenset({Capability.HEAD, Capability.BLOCKS})
 
     def __init__(self, every: int = 1, max_blocks: int | None = None, **kwargs):
         super().__init__(**kwargs)

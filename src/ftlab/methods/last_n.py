@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from ftlab.backbones.anatomy import Anatomy
+from ftlab.backbones.anatomy import Anatomy, Capability
 from ftlab.methods.base import Method, validate_count
 
 
 class LastN(Method):
     name = "last_n"
-    requires = frozenset({"head", "blocks"})
+    requires = frozenset({Capability.HEAD, Capability.BLOCKS})
 
     def __init__(self, n: int = 1, **kwargs):
         super().__init__(**kwargs)

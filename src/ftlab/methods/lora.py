@@ -11,14 +11,14 @@ from typing import Any
 
 from torch import nn
 
-from ftlab.backbones.anatomy import Anatomy
+from ftlab.backbones.anatomy import Anatomy, Capability
 from ftlab.errors import ConfigError
 from ftlab.methods.base import Method, validate_count
 
 
 class LoRA(Method):
     name = "lora"
-    requires = frozenset({"head", "lora_targets"})
+    requires = frozenset({Capability.HEAD, Capability.LORA_TARGETS})
     suggestion = "Give explicit method.targets (module names) for this backbone."
 
     def __init__(

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ftlab.backbones.anatomy import Anatomy
+from ftlab.backbones.anatomy import Anatomy, Capability
 from ftlab.errors import ConfigError
 from ftlab.methods.base import Method, train_block_extras, validate_count
 
@@ -77,7 +77,7 @@ class PrefixKV(nn.Module):
 
 class Prefix(Method):
     name = "prefix"
-    requires = frozenset({"head", "attention_kv"})
+    requires = frozenset({Capability.HEAD, Capability.ATTENTION_KV})
     suggestion = (
         "Use lora, last_n or full for CNNs; for a Hugging Face encoder use "
         "model.attn_implementation=sdpa or eager."

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ftlab.backbones.anatomy import Anatomy, TokenSlot
+from ftlab.backbones.anatomy import Anatomy, Capability, TokenSlot
 from ftlab.errors import ConfigError
 from ftlab.methods.base import Method, train_block_extras, validate_count
 
@@ -54,7 +54,7 @@ class PromptTokens(nn.Module):
 
 class Prompt(Method):
     name = "prompt"
-    requires = frozenset({"head", "token_input"})
+    requires = frozenset({Capability.HEAD, Capability.TOKEN_INPUT})
     suggestion = "Use lora, last_n or full for CNNs."
 
     def __init__(
@@ -110,7 +110,10 @@ class Prompt(Method):
 
     def check(self, anatomy: Anatomy, backbone_label: str = "this backbone") -> None:
         super().check(anatomy, backbone_label)
-        if self.init in ("vocab", "text") and anatomy.family != "encoder":
+        if (
+            self.init in ("vocab", "text")
+            and Capability.TOKEN_EMBEDDINGS not in anatomy.capabilities
+        ):
             raise ConfigError(
                 f"method.init={self.init} starts prompts from token embeddings, which "
                 f"{backbone_label} ({anatomy.family}) has none of; use init=random or normal."
