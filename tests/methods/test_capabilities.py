@@ -53,3 +53,23 @@ def test_methods_and_the_module_ask_for_capabilities_not_families():
         if decides.search(line)
     ]
     assert offenders == []
+
+
+@pytest.mark.parametrize("config_class", ["RobertaConfig", "XLMRobertaConfig", "MPNetConfig"])
+def test_encoders_with_a_pooler_option_load_without_the_unused_pooler(config_class, tmp_path):
+    """ftlab pools the hidden states itself: an unused pooler would be trainable parameters
+    that never get a gradient (a warning on one process, an error under DDP)."""
+    import transformers
+
+    from ftlab.backbones import HFEncoderBackbone
+    from ftlab.backbones.assets import minilm_path
+
+    config = getattr(transformers, config_class)(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64,
+    )  # fmt: skip
+    config.save_pretrained(tmp_path)
+    transformers.AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(tmp_path)
+    backbone = HFEncoderBackbone(str(tmp_path), pretrained=False)
+    assert backbone.config.model_type == config.model_type
+    assert not [n for n, _ in backbone.named_parameters() if "pooler" in n]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -71,8 +72,17 @@ class HFEncoderBackbone(Backbone):
                     f"model.config_overrides.{key} is not a field of {type(config).__name__}."
                 )
             setattr(config, key, value)
+        model_class = _base_model_class(config)
+        if attn_implementation == "sdpa" and not getattr(model_class, "_supports_sdpa", True):
+            from ftlab.console import log
+
+            log.info(f"{model_class.__name__} has no SDPA attention; using eager attention.")
+            attn_implementation = "eager"
         config._attn_implementation = attn_implementation
-        kwargs = {"add_pooling_layer": False} if config.model_type == "bert" else {}
+        pooler_option = "add_pooling_layer" in inspect.signature(model_class.__init__).parameters
+        # ftlab pools itself: an unused pooler would be trainable parameters without
+        # gradients under full/last_n (an error under DDP)
+        kwargs = {"add_pooling_layer": False} if pooler_option else {}
         if pretrained and not config_overrides:
             self.model = AutoModel.from_pretrained(
                 self.name, config=config, local_files_only=offline, **kwargs
@@ -244,6 +254,19 @@ class _PrefixedSelfAttention(nn.Module):
             **kwargs,
         )
         return out.reshape(batch, length, -1).contiguous(), weights
+
+
+def _base_model_class(config: Any) -> type:
+    """The class ``AutoModel`` builds for ``config`` (``BertModel``, ``RobertaModel``, ...)."""
+    from transformers import MODEL_MAPPING
+
+    try:
+        return MODEL_MAPPING[type(config)]
+    except KeyError as err:
+        raise BackboneError(
+            f"{type(config).__name__} ({config.model_type}) has no base model class in "
+            "transformers' AutoModel mapping; ftlab builds backbones through AutoModel."
+        ) from err
 
 
 def _cached_model_ids() -> list[str]:
