@@ -140,3 +140,16 @@ def test_the_configs_data_dir_follows_the_one_data_dir_rule(value, tmp_path, mon
     cfg = compose([], tmp_path / "run")
     assert cfg.paths.data_dir == str(expected) == cfg.data.source.data_dir
     assert cfg.model.weights_file == f"{expected}/weights/tf_efficientnet_lite0.safetensors"
+
+
+def test_a_vit_built_for_224_with_data_at_96_says_what_to_set(tmp_path, data_dir):
+    """The default data asks for 96 px; a ViT built at 224 only takes 224 (timm asserts
+    deep inside the forward): one sentence names both ways out, before any data loads."""
+    from ftlab.errors import ConfigError
+    from ftlab.train import build
+
+    cfg = compose(["model=vit_tiny", "model.pretrained=false", "method=lora"], tmp_path)
+    with pytest.raises(ConfigError, match=r"vit_tiny takes 224x224 images only") as caught:
+        build(cfg)
+    assert "data.image_size=224" in str(caught.value)
+    assert "+model.model_kwargs.img_size=96" in str(caught.value)

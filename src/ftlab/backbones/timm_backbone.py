@@ -109,6 +109,7 @@ class TimmBackbone(Backbone):
         img_size = getattr(getattr(self.model, "patch_embed", None), "img_size", None)
         if img_size is not None and getattr(self.model.patch_embed, "strict_img_size", True):
             config["input_size"] = (config["input_size"][0], *img_size)
+            config["fixed_input_size"] = True  # the data cannot choose another size
         return config
 
     def example_batch(self, batch_size: int = 2, image_size: int | None = None) -> dict:

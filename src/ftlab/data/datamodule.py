@@ -201,7 +201,7 @@ class ClassificationDataModule(L.LightningDataModule):
             )
         if pre is self._preprocessing:
             return
-        self.pipeline.configure(pre)
+        self.pipeline.configure(pre, model_name=model_name)
         self._preprocessing = pre
         self._datasets.clear()
 

@@ -107,7 +107,7 @@ class ImagePipeline:
         self.data_config: dict[str, Any] | None = None
         self.collate_fn = torch_default_collate
 
-    def configure(self, data_config: Mapping[str, Any]) -> None:
+    def configure(self, data_config: Mapping[str, Any], model_name: str | None = None) -> None:
         from timm.data import create_transform
 
         config = {
@@ -119,6 +119,8 @@ class ImagePipeline:
                 f"the image preprocessing config has no 'input_size' (keys: {', '.join(config)}); "
                 "pass timm.data.resolve_model_data_config(model)."
             )
+        if self.image_size is not None and config.get("fixed_input_size"):
+            _check_fixed_size(config["input_size"], self.image_size, model_name)
         if self.image_size is not None:
             channels = config["input_size"][0] if len(config["input_size"]) == 3 else 3
             config["input_size"] = (channels, self.image_size, self.image_size)
@@ -139,6 +141,20 @@ class ImagePipeline:
     def _fits(self, n: int) -> bool:
         assert self.data_config is not None
         return n * int(np.prod(self.data_config["input_size"])) <= IMAGE_CACHE_LIMIT_BYTES
+
+
+def _check_fixed_size(input_size: Sequence[int], wanted: int, model_name: str | None) -> None:
+    """A model built for one input size (a timm ViT) cannot take the data's other size."""
+    h, w = input_size[-2:]
+    if (h, w) == (wanted, wanted):
+        return
+    model = model_name or "this model"
+    raise ConfigError(
+        f"{model} takes {h}x{w} images only, and data.image_size={wanted} asks for "
+        f"{wanted}x{wanted}: set data.image_size={h} (or null, the model's own size), or build "
+        f"the model at {wanted} with +model.model_kwargs.img_size={wanted} (timm resamples "
+        "pretrained position embeddings)."
+    )
 
 
 class TokenizedDataset(Dataset):
@@ -203,7 +219,7 @@ class TextPipeline:
         self.tokenizer = None
         self.collate_fn: PadCollate | None = None
 
-    def configure(self, tokenizer) -> None:
+    def configure(self, tokenizer, model_name: str | None = None) -> None:
         if tokenizer.pad_token_id is None:
             raise ConfigError(
                 f"tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} has no pad token; "
