@@ -1,4 +1,6 @@
-"""Hugging Face text encoders (BERT family) as ftlab backbones."""
+"""Hugging Face text models as ftlab backbones: encoders (BERT and its relatives, and any
+other with a block stack) and decoder-only language models, pooled to one vector per text.
+What each family offers methods is described in :mod:`ftlab.backbones.hf_anatomy`."""
 
 from __future__ import annotations
 
@@ -16,18 +18,23 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from ftlab.backbones.anatomy import Anatomy, TokenSlot
 from ftlab.backbones.base import Backbone
+from ftlab.backbones.hf_anatomy import BERT_LIKE, bert_anatomy, generic_anatomy, is_decoder
 from ftlab.errors import BackboneError, ConfigError, suggest
 
-POOLINGS = ("mean", "cls")
+POOLINGS = ("auto", "mean", "cls", "last")
+PADDING_SIDES = ("left", "right")
 #: attention implementations whose 4-D mask ``extend_attention`` knows how to widen
 KV_EXTENSIBLE = ("sdpa", "eager")
 
 
 class HFEncoderBackbone(Backbone):
-    """A Hugging Face encoder by hub id or local path, pooled to one vector per text.
+    """A Hugging Face text model by hub id or local path, pooled to one vector per text.
 
     ``pretrained=false`` builds the same architecture with random weights;
-    ``config_overrides`` changes the architecture (e.g. a 2-layer encoder for tests).
+    ``config_overrides`` changes the architecture (e.g. a 2-layer model for tests).
+    ``pooling=auto``: the last real token for a decoder (causal attention: only it has
+    seen the whole text), the mean over real tokens for an encoder. A tokenizer
+    without a pad token (GPT-2, Llama) pads with ``pad_token`` or else its EOS token.
     """
 
     modality = "text"
@@ -39,17 +46,22 @@ class HFEncoderBackbone(Backbone):
         self,
         name: str,
         pretrained: bool = True,
-        pooling: str = "mean",
+        pooling: str = "auto",
         config_overrides: dict[str, Any] | None = None,
         attn_implementation: str = "sdpa",
         label: str | None = None,
         grad_checkpointing: bool = False,
+        pad_token: str | None = None,
+        padding_side: str | None = None,
     ) -> None:
         super().__init__(label=label or Path(str(name)).name)
         if pooling not in POOLINGS:
             raise ConfigError(f"model.pooling={pooling!r} is not one of {list(POOLINGS)}.")
+        if padding_side not in (None, *PADDING_SIDES):
+            raise ConfigError(
+                f"model.padding_side={padding_side!r} is not one of {list(PADDING_SIDES)} or null."
+            )
         self.name = str(name)
-        self.pooling = pooling
         transformers.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
         local = Path(self.name).is_dir()
@@ -95,6 +107,14 @@ class HFEncoderBackbone(Backbone):
         else:
             self.model = AutoModel.from_config(config, **kwargs)
         self.config = config
+        self.pooling = _pooling(pooling, config)
+        _set_padding(self.tokenizer, pad_token, padding_side, self.name)
+        accepted = inspect.signature(self.model.forward).parameters
+        self._inputs = [
+            k for k in ("input_ids", "attention_mask", "token_type_ids") if k in accepted
+        ]
+        # decoders: positions count real tokens only, so left padding shifts nothing
+        self._positions = is_decoder(config) and "position_ids" in accepted
         if grad_checkpointing:
             self.set_grad_checkpointing(True)
 
@@ -110,13 +130,21 @@ class HFEncoderBackbone(Backbone):
         hidden = self.forward_tokens(batch)
         if self.pooling == "cls":
             return hidden[:, 0]
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        mask = batch.get("attention_mask")
+        if mask is None:
+            mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+        if self.pooling == "last":  # the last real token, whichever side the padding is on
+            positions = torch.arange(mask.shape[1], device=mask.device)
+            last = (mask.long() * positions).argmax(dim=1)
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
     def forward_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        inputs = {
-            k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch
-        }
+        inputs = {k: batch[k] for k in self._inputs if k in batch}
+        if self._positions and "attention_mask" in inputs:
+            mask = inputs["attention_mask"].long()
+            inputs["position_ids"] = (mask.cumsum(1) - 1).clamp(min=0)
         slot = self.token_slot
         if slot is None:
             return self.model(**inputs).last_hidden_state
@@ -159,46 +187,20 @@ class HFEncoderBackbone(Backbone):
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
     def describe(self) -> Anatomy:
-        encoder = getattr(self.model, "encoder", None)
-        layers = getattr(encoder, "layer", None)
-        if layers is None:
-            raise BackboneError(
-                f"{self.name!r} ({self.config.model_type}) has no `encoder.layer` stack; ftlab "
-                "supports BERT-type encoders (BERT, RoBERTa, MiniLM, ELECTRA)."
+        """BERT-named encoders: the full BERT anatomy; any other model: the structure's."""
+        if self.config.model_type in BERT_LIKE and hasattr(self.model, "encoder"):
+            kv_ok = self.config._attn_implementation in KV_EXTENSIBLE
+            has_cls = self.tokenizer.cls_token_id is not None
+            return bert_anatomy(
+                self.model, self.config, has_cls, kv_ok and not self.config.is_decoder
             )
-        blocks = [f"model.encoder.layer.{i}" for i in range(len(layers))]
-        kv_ok = self.config._attn_implementation in KV_EXTENSIBLE and not self.config.is_decoder
-        layer_ids = {}
-        for name, _ in self.model.named_parameters():
-            full = "model." + name
-            if name.startswith("embeddings."):
-                layer_ids[full] = 0
-            elif name.startswith("encoder.layer."):
-                layer_ids[full] = int(name.split(".")[2]) + 1
-            else:
-                layer_ids[full] = len(blocks) + 1
-        return Anatomy(
-            family="encoder",
-            blocks=blocks,
-            layer_ids=layer_ids,
-            feature_dim=self.config.hidden_size,
-            attention=[b + ".attention" for b in blocks],
-            mlp=[b + ".intermediate" for b in blocks],
-            token_sequence=True,
-            lora_targets={
-                "default": ["query", "value"],
-                "attention": ["query", "key", "value", "attention.output.dense"],
-                "all_linear": ["query", "key", "value", "dense"],
-            },
-            embeddings="model.embeddings",
-            special_tokens=1 if self.tokenizer.cls_token_id is not None else 0,
-            attention_output=[b + ".attention.output.dense" for b in blocks],
-            mlp_input=[b + ".intermediate" for b in blocks],
-            mlp_output=[b + ".output.dense" for b in blocks],
-            attention_kv=[b + ".attention.self" for b in blocks] if kv_ok else [],
-            kv_dim=self.config.hidden_size if kv_ok else 0,
-            token_embeddings=True,
-        )
+        anatomy = generic_anatomy(self.model, self.config)
+        if anatomy is None:
+            raise BackboneError(
+                f"{self.name!r} ({self.config.model_type}) has no stack of repeated blocks that "
+                "ftlab could find; only model types with one can be fine-tuned here."
+            )
+        return anatomy
 
 
 class _PrefixedSelfAttention(nn.Module):
@@ -254,6 +256,33 @@ class _PrefixedSelfAttention(nn.Module):
             **kwargs,
         )
         return out.reshape(batch, length, -1).contiguous(), weights
+
+
+def _pooling(pooling: str, config: Any) -> str:
+    if pooling == "auto":
+        return "last" if is_decoder(config) else "mean"
+    if pooling == "cls" and is_decoder(config):
+        raise ConfigError(
+            f"model.pooling=cls on a decoder ({config.model_type}): under causal attention the "
+            "first token has seen only itself. Use pooling=last (or auto) or mean."
+        )
+    return pooling
+
+
+def _set_padding(tokenizer: Any, pad_token: str | None, side: str | None, name: str) -> None:
+    """A pad token for batching (``pad_token``, else the tokenizer's own, else EOS) and the
+    side padding goes on."""
+    if pad_token is not None:
+        tokenizer.pad_token = pad_token
+    elif tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ConfigError(
+                f"the tokenizer of {name!r} has neither a pad nor an EOS token; set "
+                "model.pad_token to one of its tokens."
+            )
+        tokenizer.pad_token = tokenizer.eos_token
+    if side is not None:
+        tokenizer.padding_side = side
 
 
 def _base_model_class(config: Any) -> type:

@@ -123,7 +123,7 @@ def validate_layers(layers: Any, num_blocks: int | None = None) -> list[int] | N
 class Adapter(Method):
     name = "adapter"
     requires = frozenset({Capability.HEAD, Capability.BLOCKS, Capability.SUBLAYER_OUTPUTS})
-    suggestion = "Use lora, last_n or full for CNNs."
+    suggestion = "Use lora, last_n or full, which need only blocks."
 
     def __init__(
         self,

@@ -53,11 +53,13 @@ class Method(pl.Callback):
     # -- the mechanism ---------------------------------------------------------------------
     def check(self, anatomy: Anatomy, backbone_label: str = "this backbone") -> None:
         """Refuse, with a sentence, a backbone whose anatomy lacks what this method needs."""
-        missing = self.requires - anatomy.capabilities
+        offered = anatomy.capabilities
+        missing = self.requires - offered
         if missing:
             raise MethodNotApplicable(
-                f"method={self.name} needs {', '.join(sorted(missing))} but {backbone_label} "
-                f"({anatomy.family}) has none. {self.suggestion}".strip()
+                f"method={self.name} needs {', '.join(sorted(missing))}, which {backbone_label} "
+                f"({anatomy.family}) does not offer (it offers {', '.join(sorted(offered))})."
+                f" {self.suggestion}".rstrip()
             )
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

@@ -79,7 +79,7 @@ class Prefix(Method):
     name = "prefix"
     requires = frozenset({Capability.HEAD, Capability.ATTENTION_KV})
     suggestion = (
-        "Use lora, last_n or full for CNNs; for a Hugging Face encoder use "
+        "Use lora, last_n or full, which need only blocks; for a BERT-type encoder use "
         "model.attn_implementation=sdpa or eager."
     )
 

@@ -55,7 +55,7 @@ class PromptTokens(nn.Module):
 class Prompt(Method):
     name = "prompt"
     requires = frozenset({Capability.HEAD, Capability.TOKEN_INPUT})
-    suggestion = "Use lora, last_n or full for CNNs."
+    suggestion = "Use lora, last_n or full, which need only blocks."
 
     def __init__(
         self,

@@ -1,0 +1,152 @@
+"""How a Hugging Face model describes its anatomy, by what its config says it is.
+
+One table keyed by ``config.model_type`` (the way peft keys its LoRA targets): families
+whose modules carry BERT's names get the full BERT anatomy (every method); decoder-only
+families are pooled from the last real token; any other model gets the generic anatomy,
+found from its structure: the repeated block stack, its linear layers and its embeddings,
+which is enough for linear_probe, last_n, full, gradual, bitfit and LoRA.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ftlab.backbones.anatomy import Anatomy
+
+#: model types whose encoder layers carry BERT's module names
+#: (``encoder.layer.N.attention.self.query`` ... ``output.dense``)
+BERT_LIKE = frozenset({"bert", "roberta", "xlm-roberta", "electra", "camembert", "data2vec-text"})
+
+#: decoder-only model types: causal attention, so the last real token has seen the text
+DECODERS = frozenset(
+    {
+        "gpt2", "gpt_neo", "gptj", "gpt_neox", "opt", "bloom", "falcon",
+        "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
+        "gemma", "gemma2", "gemma3_text", "phi", "phi3", "olmo", "olmo2", "smollm3",
+        "stablelm", "starcoder2", "granite", "cohere",
+    }
+)  # fmt: skip
+
+#: linear layer types whose weights LoRA can adapt (transformers' GPT-2 uses Conv1D)
+LINEAR_NAMES = ("Linear", "Conv1D")
+
+
+def is_decoder(config: Any) -> bool:
+    return config.model_type in DECODERS
+
+
+def bert_anatomy(model: nn.Module, config: Any, has_cls: bool, kv_ok: bool) -> Anatomy:
+    """BERT-named encoders: every method (prompts after ``[CLS]``, adapters around the
+    attention and feed-forward outputs, prefixes in the self-attention)."""
+    layers = model.encoder.layer
+    blocks = [f"model.encoder.layer.{i}" for i in range(len(layers))]
+    layer_ids = {}
+    for name, _ in model.named_parameters():
+        full = "model." + name
+        if name.startswith("embeddings."):
+            layer_ids[full] = 0
+        elif name.startswith("encoder.layer."):
+            layer_ids[full] = int(name.split(".")[2]) + 1
+        else:
+            layer_ids[full] = len(blocks) + 1
+    return Anatomy(
+        family="encoder",
+        blocks=blocks,
+        layer_ids=layer_ids,
+        feature_dim=config.hidden_size,
+        attention=[b + ".attention" for b in blocks],
+        mlp=[b + ".intermediate" for b in blocks],
+        token_sequence=True,
+        lora_targets={
+            "default": ["query", "value"],
+            "attention": ["query", "key", "value", "attention.output.dense"],
+            "all_linear": ["query", "key", "value", "dense"],
+        },
+        embeddings="model.embeddings",
+        special_tokens=1 if has_cls else 0,
+        attention_output=[b + ".attention.output.dense" for b in blocks],
+        mlp_input=[b + ".intermediate" for b in blocks],
+        mlp_output=[b + ".output.dense" for b in blocks],
+        attention_kv=[b + ".attention.self" for b in blocks] if kv_ok else [],
+        kv_dim=config.hidden_size if kv_ok else 0,
+        token_embeddings=True,
+    )
+
+
+def block_stack(model: nn.Module) -> tuple[str, int] | None:
+    """The longest ``ModuleList`` of same-type modules: the transformer's layers."""
+    best: tuple[str, int] | None = None
+    for name, sub in model.named_modules():
+        if isinstance(sub, nn.ModuleList) and len(sub) > 0:
+            kinds = {type(child) for child in sub}
+            if len(kinds) == 1 and (best is None or len(sub) > best[1]):
+                best = (name, len(sub))
+    return best
+
+
+def generic_anatomy(model: nn.Module, config: Any) -> Anatomy | None:
+    """Blocks, layer ids and LoRA presets found from the structure (None: no block stack).
+
+    Layer ids: embedding tables 0, block i i+1, anything else (the final norm) N+1. LoRA
+    presets: ``all_linear`` (every linear layer inside the blocks), ``attention`` (those
+    inside a sub-module whose class says Attention), and ``default``: peft's own targets for
+    this ``model_type`` where peft has them, else ``attention``."""
+    found = block_stack(model)
+    if found is None:
+        return None
+    stack, count = found
+    blocks = [f"model.{stack}.{i}" for i in range(count)]
+    embedding_params = {
+        f"{mod}.{p}" if mod else p
+        for mod, sub in model.named_modules()
+        if isinstance(sub, nn.Embedding)
+        for p, _ in sub.named_parameters(recurse=False)
+    }
+    layer_ids = {}
+    for name, _ in model.named_parameters():
+        full = "model." + name
+        block = next((i for i, b in enumerate(blocks, 1) if full.startswith(b + ".")), None)
+        layer_ids[full] = (
+            block if block is not None else (0 if name in embedding_params else count + 1)
+        )
+    linear, attention = set(), set()
+    attention_modules: list[str] = []
+    first = model.get_submodule(f"{stack}.0")
+    for name, sub in first.named_modules():
+        if type(sub).__name__.endswith("Attention") and "." not in name:
+            attention_modules.append(name)
+        if type(sub).__name__ in LINEAR_NAMES:
+            leaf = name.rpartition(".")[2]
+            linear.add(leaf)
+            if any(name.startswith(a + ".") for a in attention_modules):
+                attention.add(leaf)
+    presets: dict[str, list[str]] = {}
+    if linear:
+        presets["all_linear"] = sorted(linear)
+    if attention:
+        presets["attention"] = sorted(attention)
+    peft_default = _peft_lora_targets(config.model_type)
+    if peft_default and set(peft_default) <= linear:
+        presets["default"] = list(peft_default)
+    elif attention:
+        presets["default"] = sorted(attention)
+    return Anatomy(
+        family="decoder" if is_decoder(config) else "encoder",
+        blocks=blocks,
+        layer_ids=layer_ids,
+        feature_dim=config.hidden_size,
+        attention=[f"{b}.{attention_modules[0]}" for b in blocks] if attention_modules else [],
+        token_sequence=True,
+        lora_targets=presets,
+    )
+
+
+def _peft_lora_targets(model_type: str) -> list[str] | None:
+    try:
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+    except ImportError:  # an older or newer peft without the table
+        return None
+    targets = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type)
+    return list(targets) if targets else None

@@ -1,0 +1,137 @@
+"""Hugging Face families beyond BERT, as tiny random-weight models built in-process: every
+method config runs a few steps on each, or refuses with a sentence."""
+
+from __future__ import annotations
+
+import copy
+import functools
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from hydra.utils import instantiate
+from tests.conftest import compose
+from tests.methods.conftest import TEXTS, snapshot, train_steps
+
+from ftlab.backbones import HFEncoderBackbone
+from ftlab.backbones.assets import minilm_path
+from ftlab.config import CONF_DIR
+from ftlab.errors import ConfigError, MethodNotApplicable
+from ftlab.module import FineTuneModule
+
+SMALL = dict(vocab_size=30522, max_position_embeddings=64)
+ATTN = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+#: model type -> (config class, its arguments): at least one of every kind ftlab meets
+FAMILIES = {
+    "gpt2": ("GPT2Config", dict(n_embd=32, n_layer=2, n_head=4, n_positions=64, vocab_size=30522)),
+    "llama": ("LlamaConfig", dict(**SMALL, **ATTN, num_key_value_heads=2)),  # grouped-query
+    "qwen2": ("Qwen2Config", dict(**SMALL, **ATTN, num_key_value_heads=2)),
+    "mistral": ("MistralConfig", dict(**SMALL, **ATTN, num_key_value_heads=2)),
+    "gemma": ("GemmaConfig", dict(**SMALL, **ATTN, num_key_value_heads=1, head_dim=8)),
+    "phi3": ("Phi3Config", dict(**SMALL, **ATTN, pad_token_id=0)),
+    "gpt_neox": ("GPTNeoXConfig", dict(**SMALL, **ATTN)),
+    "opt": ("OPTConfig", dict(**SMALL, hidden_size=32, num_hidden_layers=2,
+                              num_attention_heads=4, ffn_dim=64, word_embed_proj_dim=32)),
+    "distilbert": ("DistilBertConfig", dict(**SMALL, dim=32, n_layers=2, n_heads=4,
+                                            hidden_dim=64)),
+    "roberta": ("RobertaConfig", dict(**SMALL, **ATTN)),
+    "electra": ("ElectraConfig", dict(**SMALL, **ATTN, embedding_size=32)),
+    "deberta-v2": ("DebertaV2Config", dict(**SMALL, **ATTN)),
+    "mpnet": ("MPNetConfig", dict(**SMALL, **ATTN)),
+}  # fmt: skip
+DECODERS = {"gpt2", "llama", "qwen2", "mistral", "gemma", "phi3", "gpt_neox", "opt"}
+METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
+#: what must run on every family, BERT-named or not
+EVERYWHERE = {"linear_probe", "last_n", "full", "full_llrd", "gradual", "bitfit", "lora", "dora"}
+
+
+@functools.cache
+def model_dir(family: str, root: Path) -> Path:
+    class_name, kwargs = FAMILIES[family]
+    path = root / family
+    getattr(transformers, class_name)(**kwargs).save_pretrained(path)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path())
+    if family in DECODERS:  # as GPT-2 and Llama ship: an EOS token and no pad token
+        tokenizer.eos_token = "[SEP]"
+        tokenizer.pad_token = None
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def backbones(tmp_path_factory) -> dict[str, HFEncoderBackbone]:
+    root = tmp_path_factory.mktemp("hf_families")
+    out = {}
+    for family in FAMILIES:
+        torch.manual_seed(0)
+        out[family] = HFEncoderBackbone(str(model_dir(family, root)), pretrained=False)
+    return out
+
+
+def _batch(backbone: HFEncoderBackbone) -> dict[str, torch.Tensor]:
+    batch = dict(backbone.tokenizer(TEXTS, padding=True, return_tensors="pt"))
+    return {**batch, "labels": torch.tensor([0, 2])}
+
+
+def test_the_table_has_a_row_for_every_method_config():
+    assert set(METHODS) >= EVERYWHERE
+    assert len(FAMILIES) >= 13
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_each_family_builds_with_its_own_kind_of_pooling(backbones, family):
+    backbone = backbones[family]
+    assert backbone.config.model_type == family
+    assert backbone.pooling == ("last" if family in DECODERS else "mean")
+    assert backbone.tokenizer.pad_token is not None  # decoders: EOS stands in
+    anatomy = backbone.anatomy
+    assert anatomy.num_blocks == 2 and anatomy.feature_dim == 32
+    assert anatomy.family == ("decoder" if family in DECODERS else "encoder")
+    features = backbone(_batch(backbone))
+    assert features.shape == (2, 32) and torch.isfinite(features).all()
+
+
+@pytest.mark.parametrize("method_name", METHODS)
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_method_runs_or_refuses_with_a_sentence(backbones, family, method_name, tmp_path):
+    method = instantiate(compose([f"method={method_name}"], tmp_path).method)
+    backbone = copy.deepcopy(backbones[family])
+    try:
+        method.check(backbone.anatomy, backbone.label)
+    except (MethodNotApplicable, ConfigError) as refusal:
+        assert method_name not in EVERYWHERE, f"{method_name} refused on {family}: {refusal}"
+        assert str(refusal).endswith(".") and backbone.label in str(refusal)
+        return
+    torch.manual_seed(0)
+    module = FineTuneModule(
+        backbone, num_classes=3, optimizer=functools.partial(torch.optim.AdamW, lr=1e-2)
+    )
+    method.apply(module)
+    before = snapshot(module)
+    train_steps(module, _batch(backbone), steps=2)
+    trainable = {n for n, _ in module.trainable_parameters()}
+    assert trainable, "nothing trains"
+    moved = {n for n, p in module.named_parameters() if not torch.equal(p, before[n])}
+    assert moved <= trainable, f"frozen parameters changed: {sorted(moved - trainable)[:3]}"
+    assert "head.1.weight" in moved
+    if method_name in ("lora", "dora"):
+        assert any("lora_" in n for n in moved), "no LoRA weight trained"
+
+
+@pytest.mark.parametrize("family", sorted(DECODERS))
+def test_last_token_pooling_ignores_padding_on_either_side(backbones, family):
+    backbone = copy.deepcopy(backbones[family]).eval()
+    alone = backbone.tokenizer(TEXTS[:1], return_tensors="pt")
+    with torch.no_grad():
+        reference = backbone(dict(alone))[0]
+        for side in ("right", "left"):
+            backbone.tokenizer.padding_side = side
+            batch = dict(backbone.tokenizer(TEXTS, padding=True, return_tensors="pt"))
+            assert not batch["attention_mask"][0].all(), "the first text must be padded"
+            torch.testing.assert_close(backbone(batch)[0], reference, atol=1e-5, rtol=1e-4)
+
+
+def test_cls_pooling_on_a_decoder_is_refused_with_the_reason(tmp_path):
+    with pytest.raises(ConfigError, match="first token has seen only itself"):
+        HFEncoderBackbone(str(model_dir("llama", tmp_path)), pretrained=False, pooling="cls")
