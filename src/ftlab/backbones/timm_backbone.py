@@ -160,7 +160,13 @@ class TimmBackbone(Backbone):
                     "attention": ["attn.qkv", "attn.proj"],
                     "all_linear": ["attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"],
                 },
-                embeddings=prefix + "norm_pre" if hasattr(model, "norm_pre") else "",
+                # prompts go in after norm_pre; rotary position embeddings (EVA) are sized to
+                # the patch grid, so inserted tokens would not fit them
+                embeddings=(
+                    prefix + "norm_pre"
+                    if hasattr(model, "norm_pre") and getattr(model, "rope", None) is None
+                    else ""
+                ),
                 special_tokens=special,
                 attention_output=[b + ".attn" for b in block_names],
                 mlp_input=[b + ".mlp" for b in block_names],
@@ -169,27 +175,36 @@ class TimmBackbone(Backbone):
                 kv_dim=first.attn.num_heads * first.attn.head_dim if plain_attention else 0,
                 chained_blocks=True,
             )
+        # hierarchical models without timm's fused-qkv blocks: CNNs (ResNet, EfficientNet,
+        # ConvNeXt, whose block MLPs are Linear) and windowed transformers (Swin)
+        in_blocks = [
+            (name, m)
+            for name, m in model.named_modules()
+            if any(name.startswith(b + ".") for b in blocks)
+        ]
         pointwise = [
             prefix + name
-            for name, m in model.named_modules()
-            if isinstance(m, nn.Conv2d)
-            and m.kernel_size == (1, 1)
-            and m.groups == 1
-            and any(name.startswith(b + ".") for b in blocks)
+            for name, m in in_blocks
+            if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.groups == 1
         ]
+        linear = [prefix + name for name, m in in_blocks if isinstance(m, nn.Linear)]
         all_convs = [
             prefix + name
             for name, m in model.named_modules()
             if (isinstance(m, nn.Conv2d) and m.groups == 1) or isinstance(m, nn.Linear)
         ]
+        presets = {"default": pointwise or linear, "all": all_convs} if pointwise or linear else {}
+        if linear:
+            presets["all_linear"] = linear
+        convolutional = any(isinstance(m, nn.Conv2d) for _, m in in_blocks)
         return Anatomy(
-            family="cnn",
+            family="cnn" if convolutional else "hierarchical",
             blocks=block_names,
             layer_ids=layer_ids,
             feature_dim=model.num_features,
-            lora_targets={"default": pointwise, "all": all_convs} if pointwise else {},
+            lora_targets=presets,
             chained_blocks=True,
-            convolutional=True,
+            convolutional=convolutional,
         )
 
 

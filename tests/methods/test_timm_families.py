@@ -1,0 +1,81 @@
+"""timm families beyond the plain ViT and the CNNs, as tiny random models: every method
+config runs a few steps on each, or refuses with a sentence."""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from tests.conftest import compose
+from tests.methods.conftest import snapshot, train_steps
+
+from ftlab.backbones import Capability, TimmBackbone
+from ftlab.config import CONF_DIR
+from ftlab.errors import ConfigError, MethodNotApplicable
+from ftlab.module import FineTuneModule
+
+#: family -> (timm name, kwargs that make it tiny, its image size)
+FAMILIES = {
+    "deit": ("deit_tiny_patch16_224", dict(img_size=32, depth=2), 32),
+    "eva": ("eva02_tiny_patch14_224", dict(img_size=28, depth=2), 28),
+    "beit": ("beit_base_patch16_224", dict(img_size=32, depth=2, embed_dim=32, num_heads=2), 32),
+    "swin": ("swin_tiny_patch4_window7_224",
+             dict(img_size=32, embed_dim=16, depths=(1, 1), num_heads=(1, 2), window_size=4), 32),
+    "convnext": ("convnext_atto", dict(dims=(8, 16, 32, 64), depths=(1, 1, 1, 1)), 32),
+    "resnet": ("resnet18", dict(), 32),
+}  # fmt: skip
+METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
+EVERYWHERE = {"linear_probe", "last_n", "full", "full_llrd", "gradual", "bitfit", "lora", "dora"}
+
+
+@functools.cache
+def template(family: str) -> TimmBackbone:
+    name, kwargs, _ = FAMILIES[family]
+    torch.manual_seed(0)
+    return TimmBackbone(name, pretrained=False, model_kwargs=kwargs)
+
+
+def _batch(family: str) -> dict[str, torch.Tensor]:
+    size = FAMILIES[family][2]
+    g = torch.Generator().manual_seed(1)
+    return {
+        "pixel_values": torch.randn(2, 3, size, size, generator=g),
+        "labels": torch.tensor([0, 2]),
+    }
+
+
+def test_hierarchical_models_are_described_by_what_they_contain():
+    swin, convnext = template("swin").anatomy, template("convnext").anatomy
+    assert swin.family == "hierarchical" and Capability.CHANNELS_LAST not in swin.capabilities
+    assert any(t.endswith("attn.qkv") for t in swin.lora_targets["default"])
+    assert convnext.family == "cnn" and Capability.CHANNELS_LAST in convnext.capabilities
+    assert any(t.endswith("mlp.fc1") for t in convnext.lora_targets["default"])  # Linear MLP
+
+
+@pytest.mark.parametrize("method_name", METHODS)
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_method_runs_or_refuses_with_a_sentence(family, method_name, tmp_path):
+    method = instantiate(compose([f"method={method_name}"], tmp_path).method)
+    backbone = copy.deepcopy(template(family))
+    try:
+        method.check(backbone.anatomy, backbone.label)
+    except (MethodNotApplicable, ConfigError) as refusal:
+        assert method_name not in EVERYWHERE, f"{method_name} refused on {family}: {refusal}"
+        assert str(refusal).endswith(".") and backbone.label in str(refusal)
+        return
+    torch.manual_seed(0)
+    module = FineTuneModule(
+        backbone, num_classes=3, optimizer=functools.partial(torch.optim.AdamW, lr=1e-2)
+    )
+    method.apply(module)
+    before = snapshot(module)
+    train_steps(module, _batch(family), steps=2)
+    trainable = {n for n, _ in module.trainable_parameters()}
+    moved = {n for n, p in module.named_parameters() if not torch.equal(p, before[n])}
+    assert moved <= trainable, f"frozen parameters changed: {sorted(moved - trainable)[:3]}"
+    assert "head.1.weight" in moved
+    if method_name in ("lora", "dora"):
+        assert any("lora_" in n for n in moved), "no LoRA weight trained"
