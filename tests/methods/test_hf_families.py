@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from tests.conftest import compose
 from tests.methods.conftest import TEXTS, snapshot, train_steps
 
-from ftlab.backbones import HFEncoderBackbone
+from ftlab.backbones import Capability, HFEncoderBackbone
 from ftlab.backbones.assets import minilm_path
 from ftlab.config import CONF_DIR
 from ftlab.errors import ConfigError, MethodNotApplicable
@@ -27,6 +27,7 @@ FAMILIES = {
     "gpt2": ("GPT2Config", dict(n_embd=32, n_layer=2, n_head=4, n_positions=64, vocab_size=30522)),
     "llama": ("LlamaConfig", dict(**SMALL, **ATTN, num_key_value_heads=2)),  # grouped-query
     "qwen2": ("Qwen2Config", dict(**SMALL, **ATTN, num_key_value_heads=2)),
+    "qwen3": ("Qwen3Config", dict(**SMALL, **ATTN, num_key_value_heads=2, head_dim=8)),
     "mistral": ("MistralConfig", dict(**SMALL, **ATTN, num_key_value_heads=2)),
     "gemma": ("GemmaConfig", dict(**SMALL, **ATTN, num_key_value_heads=1, head_dim=8)),
     "phi3": ("Phi3Config", dict(**SMALL, **ATTN, pad_token_id=0)),
@@ -40,7 +41,7 @@ FAMILIES = {
     "deberta-v2": ("DebertaV2Config", dict(**SMALL, **ATTN)),
     "mpnet": ("MPNetConfig", dict(**SMALL, **ATTN)),
 }  # fmt: skip
-DECODERS = {"gpt2", "llama", "qwen2", "mistral", "gemma", "phi3", "gpt_neox", "opt"}
+DECODERS = {"gpt2", "llama", "qwen2", "qwen3", "mistral", "gemma", "phi3", "gpt_neox", "opt"}
 METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
 #: what must run on every family, BERT-named or not
 EVERYWHERE = {"linear_probe", "last_n", "full", "full_llrd", "gradual", "bitfit", "lora", "dora"}
@@ -135,3 +136,39 @@ def test_last_token_pooling_ignores_padding_on_either_side(backbones, family):
 def test_cls_pooling_on_a_decoder_is_refused_with_the_reason(tmp_path):
     with pytest.raises(ConfigError, match="first token has seen only itself"):
         HFEncoderBackbone(str(model_dir("llama", tmp_path)), pretrained=False, pooling="cls")
+
+
+#: decoders where adapters must run (OPT has no MLP module to wrap) and prompts
+ADAPTABLE = sorted(DECODERS - {"opt"})
+PROMPTABLE = ["gemma", "llama", "mistral", "phi3", "qwen2", "qwen3"]
+
+
+@pytest.mark.parametrize("family", ADAPTABLE)
+def test_decoders_take_adapters_and_the_llama_kind_prompts(backbones, family):
+    capabilities = backbones[family].anatomy.capabilities
+    assert Capability.SUBLAYER_OUTPUTS in capabilities
+    assert (Capability.TOKEN_INPUT in capabilities) == (family in PROMPTABLE)
+
+
+@pytest.mark.parametrize("deep", [False, True], ids=["shallow", "deep"])
+@pytest.mark.parametrize("family", PROMPTABLE)
+def test_prompts_go_before_the_text_and_padding_changes_nothing(backbones, family, deep):
+    """Causal attention: the text sees prompts only if they come first. Pooled from the
+    last real token, a text alone equals itself in a padded batch, either side."""
+    from ftlab.methods import Prompt
+
+    backbone = copy.deepcopy(backbones[family])
+    module = FineTuneModule(backbone, num_classes=3)
+    Prompt(num_tokens=3, deep=deep).apply(module)
+    assert backbone.token_slot.start == 0
+    module.eval()
+    alone = dict(backbone.tokenizer(TEXTS[:1], return_tensors="pt"))
+    with torch.no_grad():
+        reference = backbone(alone)[0]
+        for side in ("right", "left"):
+            backbone.tokenizer.padding_side = side
+            batch = dict(backbone.tokenizer(TEXTS, padding=True, return_tensors="pt"))
+            torch.testing.assert_close(backbone(batch)[0], reference, atol=1e-5, rtol=1e-4)
+        prompts = [m for n, m in module.named_modules() if n.endswith(".prompt")]
+        prompts[0].tokens.add_(1.0)  # the prompts reach the pooled token
+        assert not torch.allclose(backbone(alone)[0], reference, atol=1e-3)

@@ -18,7 +18,13 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from ftlab.backbones.anatomy import Anatomy, TokenSlot
 from ftlab.backbones.base import Backbone
-from ftlab.backbones.hf_anatomy import BERT_LIKE, bert_anatomy, generic_anatomy, is_decoder
+from ftlab.backbones.hf_anatomy import (
+    BERT_LIKE,
+    PROMPTABLE,
+    bert_anatomy,
+    generic_anatomy,
+    is_decoder,
+)
 from ftlab.errors import BackboneError, ConfigError, suggest
 
 POOLINGS = ("auto", "mean", "cls", "last")
@@ -142,17 +148,17 @@ class HFEncoderBackbone(Backbone):
 
     def forward_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {k: batch[k] for k in self._inputs if k in batch}
+        slot = self.token_slot
+        if slot is not None:  # inserted tokens (prompts) are always attended to
+            mask = inputs.get("attention_mask")
+            if mask is None:
+                mask = torch.ones_like(inputs["input_ids"])
+            inputs["attention_mask"] = slot.extend_mask(mask)
         if self._positions and "attention_mask" in inputs:
             mask = inputs["attention_mask"].long()
             inputs["position_ids"] = (mask.cumsum(1) - 1).clamp(min=0)
-        slot = self.token_slot
-        if slot is None:
-            return self.model(**inputs).last_hidden_state
-        mask = inputs.get("attention_mask")
-        if mask is None:
-            mask = torch.ones_like(inputs["input_ids"])
-        inputs["attention_mask"] = slot.extend_mask(mask)
-        return slot.remove(self.model(**inputs).last_hidden_state)
+        hidden = self.model(**inputs).last_hidden_state
+        return hidden if slot is None else slot.remove(hidden)
 
     def embed_token_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """What the embeddings module makes of token ``ids`` ``[T]`` (at positions 0..T-1,
@@ -194,7 +200,8 @@ class HFEncoderBackbone(Backbone):
             return bert_anatomy(
                 self.model, self.config, has_cls, kv_ok and not self.config.is_decoder
             )
-        anatomy = generic_anatomy(self.model, self.config)
+        prompts = self._positions and self.config.model_type in PROMPTABLE
+        anatomy = generic_anatomy(self.model, self.config, prompts=prompts)
         if anatomy is None:
             raise BackboneError(
                 f"{self.name!r} ({self.config.model_type}) has no stack of repeated blocks that "

@@ -29,6 +29,11 @@ DECODERS = frozenset(
     }
 )  # fmt: skip
 
+#: decoders whose base model takes everything from the embeddings' output (its length
+#: included) and ftlab's position ids, so prompts inserted there reach the text (GPT-2
+#: reshapes to the input ids' length; GPT-NeoX and OPT ignore them)
+PROMPTABLE = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "phi3"})
+
 #: linear layer types whose weights LoRA can adapt (transformers' GPT-2 uses Conv1D)
 LINEAR_NAMES = ("Linear", "Conv1D")
 
@@ -86,13 +91,16 @@ def block_stack(model: nn.Module) -> tuple[str, int] | None:
     return best
 
 
-def generic_anatomy(model: nn.Module, config: Any) -> Anatomy | None:
+def generic_anatomy(model: nn.Module, config: Any, prompts: bool = False) -> Anatomy | None:
     """Blocks, layer ids and LoRA presets found from the structure (None: no block stack).
 
     Layer ids: embedding tables 0, block i i+1, anything else (the final norm) N+1. LoRA
     presets: ``all_linear`` (every linear layer inside the blocks), ``attention`` (those
     inside a sub-module whose class says Attention), and ``default``: peft's own targets for
-    this ``model_type`` where peft has them, else ``attention``."""
+    this ``model_type`` where peft has them, else ``attention``. Adapters: where a block has
+    an attention sub-module and an ``...MLP`` one, around the attention's output projection
+    (its last linear layer) and the MLP. ``prompts``: the token embeddings are where prompts
+    go in (decoders whose positions ftlab sets: prompts go before the text)."""
     found = block_stack(model)
     if found is None:
         return None
@@ -113,15 +121,26 @@ def generic_anatomy(model: nn.Module, config: Any) -> Anatomy | None:
         )
     linear, attention = set(), set()
     attention_modules: list[str] = []
+    attention_linears: list[str] = []
+    mlp_modules: list[str] = []
     first = model.get_submodule(f"{stack}.0")
     for name, sub in first.named_modules():
-        if type(sub).__name__.endswith("Attention") and "." not in name:
+        kind = type(sub).__name__
+        if kind.endswith("Attention") and "." not in name:
             attention_modules.append(name)
-        if type(sub).__name__ in LINEAR_NAMES:
+        if kind.endswith("MLP") and "." not in name:
+            mlp_modules.append(name)
+        if kind in LINEAR_NAMES:
             leaf = name.rpartition(".")[2]
             linear.add(leaf)
-            if any(name.startswith(a + ".") for a in attention_modules):
+            if any(name.startswith(a + ".") for a in attention_modules[:1]):
                 attention.add(leaf)
+                attention_linears.append(name)
+    adapters = bool(attention_linears and mlp_modules)
+    embeddings = ""
+    if prompts and model.get_input_embeddings() is not None:
+        table = model.get_input_embeddings()
+        embeddings = next(("model." + n for n, m in model.named_modules() if m is table), "")
     presets: dict[str, list[str]] = {}
     if linear:
         presets["all_linear"] = sorted(linear)
@@ -138,8 +157,13 @@ def generic_anatomy(model: nn.Module, config: Any) -> Anatomy | None:
         layer_ids=layer_ids,
         feature_dim=config.hidden_size,
         attention=[f"{b}.{attention_modules[0]}" for b in blocks] if attention_modules else [],
+        mlp=[f"{b}.{mlp_modules[0]}" for b in blocks] if mlp_modules else [],
         token_sequence=True,
         lora_targets=presets,
+        embeddings=embeddings,
+        attention_output=[f"{b}.{attention_linears[-1]}" for b in blocks] if adapters else [],
+        mlp_input=[f"{b}.{mlp_modules[0]}" for b in blocks] if adapters else [],
+        mlp_output=[f"{b}.{mlp_modules[0]}" for b in blocks] if adapters else [],
     )
 
 
