@@ -40,6 +40,8 @@ FAMILIES = {
     "electra": ("ElectraConfig", dict(**SMALL, **ATTN, embedding_size=32)),
     "deberta-v2": ("DebertaV2Config", dict(**SMALL, **ATTN)),
     "mpnet": ("MPNetConfig", dict(**SMALL, **ATTN)),
+    "modernbert": ("ModernBertConfig", dict(**SMALL, **ATTN, pad_token_id=0, bos_token_id=101,
+                                            eos_token_id=102, cls_token_id=101, sep_token_id=102)),
 }  # fmt: skip
 DECODERS = {"gpt2", "llama", "qwen2", "qwen3", "mistral", "gemma", "phi3", "gpt_neox", "opt"}
 METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
@@ -77,7 +79,7 @@ def _batch(backbone: HFEncoderBackbone) -> dict[str, torch.Tensor]:
 
 def test_the_table_has_a_row_for_every_method_config():
     assert set(METHODS) >= EVERYWHERE
-    assert len(FAMILIES) >= 13
+    assert len(FAMILIES) >= 15
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -172,3 +174,25 @@ def test_prompts_go_before_the_text_and_padding_changes_nothing(backbones, famil
         prompts = [m for n, m in module.named_modules() if n.endswith(".prompt")]
         prompts[0].tokens.add_(1.0)  # the prompts reach the pooled token
         assert not torch.allclose(backbone(alone)[0], reference, atol=1e-3)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2"])
+def test_last_pooling_equals_what_transformers_sequence_classifier_pools(backbones, family):
+    """Right padding, texts without a closing EOS: transformers' own classifier pools the
+    last non-pad token; with an identity score layer its logits are that hidden state."""
+    backbone = copy.deepcopy(backbones[family]).eval()
+    backbone.tokenizer.padding_side = "right"
+    batch = dict(
+        backbone.tokenizer(TEXTS, padding=True, add_special_tokens=False, return_tensors="pt")
+    )
+    config = copy.deepcopy(backbone.config)
+    config.num_labels, config.pad_token_id = 32, backbone.tokenizer.pad_token_id
+    classifier = transformers.AutoModelForSequenceClassification.from_config(config).eval()
+    base = getattr(classifier, classifier.base_model_prefix)
+    base.load_state_dict(backbone.model.state_dict())
+    score = next(m for n, m in classifier.named_modules() if n in ("score", "classifier"))
+    with torch.no_grad():
+        score.weight.copy_(torch.eye(32))
+        theirs = classifier(**batch).logits
+        ours = backbone(batch)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)

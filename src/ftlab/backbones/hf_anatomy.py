@@ -134,7 +134,7 @@ def generic_anatomy(model: nn.Module, config: Any, prompts: bool = False) -> Ana
             leaf = name.rpartition(".")[2]
             linear.add(leaf)
             if any(name.startswith(a + ".") for a in attention_modules[:1]):
-                attention.add(leaf)
+                attention.add(name)  # "attn.Wo", not "Wo": ModernBERT's MLP has a Wo too
                 attention_linears.append(name)
     adapters = bool(attention_linears and mlp_modules)
     embeddings = ""
