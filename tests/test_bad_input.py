@@ -76,6 +76,12 @@ CASES = [
         "method the backbone cannot take", "train", ["method=prefix"], 2,
         ["method=prefix needs", "tf_efficientnet_lite0", "Use lora, last_n or full"],
     ),
+    Case(
+        "ViT built for another size than the data's", "train",
+        ["model=vit_tiny", "model.pretrained=false"], 2,
+        ["vit_tiny takes 224x224 images only", "data.image_size=224",
+         "+model.model_kwargs.img_size=32"],
+    ),
     # -- sizes --------------------------------------------------------------------------
     Case("zero LoRA rank", "train", ["method=lora", "method.r=0"], 2, ["method.r=0", "positive"]),
     Case("zero last_n", "train", ["method=last_n", "method.n=0"], 2, ["method.n=0", "positive"]),
