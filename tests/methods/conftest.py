@@ -106,6 +106,43 @@ def train_steps(module: FineTuneModule, batch: dict, steps: int = 3, lr: float =
     module.eval()
 
 
+#: what every backbone family must run (the others may refuse, with a sentence)
+EVERYWHERE = {"linear_probe", "last_n", "full", "full_llrd", "gradual", "bitfit", "lora", "dora"}
+
+
+def run_or_refuse(backbone, method_name: str, batch: dict, tmp_path) -> str:
+    """The method config ``method_name`` on a copy of ``backbone``: two steps that move the
+    head (and LoRA weights) and nothing frozen, or a one-sentence refusal naming the
+    backbone. Returns "ran" or "refused"."""
+    from hydra.utils import instantiate
+    from tests.conftest import compose
+
+    from ftlab.errors import ConfigError, MethodNotApplicable
+
+    method = instantiate(compose([f"method={method_name}"], tmp_path).method)
+    backbone = copy.deepcopy(backbone)
+    try:
+        method.check(backbone.anatomy, backbone.label)
+    except (MethodNotApplicable, ConfigError) as refusal:
+        assert method_name not in EVERYWHERE, f"{method_name} refused: {refusal}"
+        assert str(refusal).endswith(".") and backbone.label in str(refusal)
+        return "refused"
+    torch.manual_seed(0)
+    module = FineTuneModule(
+        backbone, num_classes=NUM_CLASSES, optimizer=functools.partial(torch.optim.AdamW, lr=1e-2)
+    )
+    method.apply(module)
+    before = snapshot(module)
+    train_steps(module, batch, steps=2)
+    trainable = {n for n, _ in module.trainable_parameters()}
+    moved = {n for n, p in module.named_parameters() if not torch.equal(p, before[n])}
+    assert moved <= trainable, f"frozen parameters changed: {sorted(moved - trainable)[:3]}"
+    assert "head.1.weight" in moved
+    if method_name in ("lora", "dora"):
+        assert any("lora_" in n for n in moved), "no LoRA weight trained"
+    return "ran"
+
+
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in module.named_parameters()}
 

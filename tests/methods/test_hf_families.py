@@ -10,14 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from hydra.utils import instantiate
-from tests.conftest import compose
-from tests.methods.conftest import TEXTS, snapshot, train_steps
+from tests.methods.conftest import EVERYWHERE, TEXTS, run_or_refuse
 
 from ftlab.backbones import Capability, HFEncoderBackbone
 from ftlab.backbones.assets import minilm_path
 from ftlab.config import CONF_DIR
-from ftlab.errors import ConfigError, MethodNotApplicable
+from ftlab.errors import ConfigError
 from ftlab.module import FineTuneModule
 
 SMALL = dict(vocab_size=30522, max_position_embeddings=64)
@@ -45,8 +43,6 @@ FAMILIES = {
 }  # fmt: skip
 DECODERS = {"gpt2", "llama", "qwen2", "qwen3", "mistral", "gemma", "phi3", "gpt_neox", "opt"}
 METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
-#: what must run on every family, BERT-named or not
-EVERYWHERE = {"linear_probe", "last_n", "full", "full_llrd", "gradual", "bitfit", "lora", "dora"}
 
 
 @functools.cache
@@ -98,28 +94,7 @@ def test_each_family_builds_with_its_own_kind_of_pooling(backbones, family):
 @pytest.mark.parametrize("method_name", METHODS)
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_method_runs_or_refuses_with_a_sentence(backbones, family, method_name, tmp_path):
-    method = instantiate(compose([f"method={method_name}"], tmp_path).method)
-    backbone = copy.deepcopy(backbones[family])
-    try:
-        method.check(backbone.anatomy, backbone.label)
-    except (MethodNotApplicable, ConfigError) as refusal:
-        assert method_name not in EVERYWHERE, f"{method_name} refused on {family}: {refusal}"
-        assert str(refusal).endswith(".") and backbone.label in str(refusal)
-        return
-    torch.manual_seed(0)
-    module = FineTuneModule(
-        backbone, num_classes=3, optimizer=functools.partial(torch.optim.AdamW, lr=1e-2)
-    )
-    method.apply(module)
-    before = snapshot(module)
-    train_steps(module, _batch(backbone), steps=2)
-    trainable = {n for n, _ in module.trainable_parameters()}
-    assert trainable, "nothing trains"
-    moved = {n for n, p in module.named_parameters() if not torch.equal(p, before[n])}
-    assert moved <= trainable, f"frozen parameters changed: {sorted(moved - trainable)[:3]}"
-    assert "head.1.weight" in moved
-    if method_name in ("lora", "dora"):
-        assert any("lora_" in n for n in moved), "no LoRA weight trained"
+    run_or_refuse(backbones[family], method_name, _batch(backbones[family]), tmp_path)
 
 
 @pytest.mark.parametrize("family", sorted(DECODERS))

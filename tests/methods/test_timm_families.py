@@ -3,19 +3,14 @@ config runs a few steps on each, or refuses with a sentence."""
 
 from __future__ import annotations
 
-import copy
 import functools
 
 import pytest
 import torch
-from hydra.utils import instantiate
-from tests.conftest import compose
-from tests.methods.conftest import snapshot, train_steps
+from tests.methods.conftest import run_or_refuse
 
 from ftlab.backbones import Capability, TimmBackbone
 from ftlab.config import CONF_DIR
-from ftlab.errors import ConfigError, MethodNotApplicable
-from ftlab.module import FineTuneModule
 
 #: family -> (timm name, kwargs that make it tiny, its image size)
 FAMILIES = {
@@ -28,7 +23,6 @@ FAMILIES = {
     "resnet": ("resnet18", dict(), 32),
 }  # fmt: skip
 METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
-EVERYWHERE = {"linear_probe", "last_n", "full", "full_llrd", "gradual", "bitfit", "lora", "dora"}
 
 
 @functools.cache
@@ -58,24 +52,4 @@ def test_hierarchical_models_are_described_by_what_they_contain():
 @pytest.mark.parametrize("method_name", METHODS)
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_method_runs_or_refuses_with_a_sentence(family, method_name, tmp_path):
-    method = instantiate(compose([f"method={method_name}"], tmp_path).method)
-    backbone = copy.deepcopy(template(family))
-    try:
-        method.check(backbone.anatomy, backbone.label)
-    except (MethodNotApplicable, ConfigError) as refusal:
-        assert method_name not in EVERYWHERE, f"{method_name} refused on {family}: {refusal}"
-        assert str(refusal).endswith(".") and backbone.label in str(refusal)
-        return
-    torch.manual_seed(0)
-    module = FineTuneModule(
-        backbone, num_classes=3, optimizer=functools.partial(torch.optim.AdamW, lr=1e-2)
-    )
-    method.apply(module)
-    before = snapshot(module)
-    train_steps(module, _batch(family), steps=2)
-    trainable = {n for n, _ in module.trainable_parameters()}
-    moved = {n for n, p in module.named_parameters() if not torch.equal(p, before[n])}
-    assert moved <= trainable, f"frozen parameters changed: {sorted(moved - trainable)[:3]}"
-    assert "head.1.weight" in moved
-    if method_name in ("lora", "dora"):
-        assert any("lora_" in n for n in moved), "no LoRA weight trained"
+    run_or_refuse(template(family), method_name, _batch(family), tmp_path)
