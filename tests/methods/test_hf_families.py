@@ -171,3 +171,31 @@ def test_last_pooling_equals_what_transformers_sequence_classifier_pools(backbon
         theirs = classifier(**batch).logits
         ours = backbone(batch)
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("method_name", ["lora", "prompt_deep", "adapter"])
+def test_a_decoders_trainable_state_rebuilds_the_same_model(backbones, method_name, tmp_path):
+    """Trainable state -> a fresh backbone + a fresh method -> the same outputs; LoRA also
+    merged into plain layers (fp32)."""
+    from hydra.utils import instantiate
+    from tests.conftest import compose
+    from tests.methods.conftest import features, train_steps
+
+    def build():
+        method = instantiate(compose([f"method={method_name}"], tmp_path).method)
+        torch.manual_seed(0)
+        module = FineTuneModule(copy.deepcopy(backbones["llama"]), num_classes=3)
+        method.apply(module)
+        return module, method
+
+    batch = _batch(backbones["llama"])
+    trained, method = build()
+    train_steps(trained, batch, steps=2)
+    fresh, _ = build()
+    fresh.load_trainable_state(trained.trainable_state_dict())
+    expected = features(trained, batch)
+    torch.testing.assert_close(features(fresh, batch), expected, rtol=0, atol=0)
+    if method_name == "lora":
+        assert method.merge(fresh) > 0
+        assert not any("lora_" in n for n, _ in fresh.named_parameters())
+        torch.testing.assert_close(features(fresh, batch), expected, rtol=1e-5, atol=1e-5)
