@@ -7,6 +7,7 @@ N+1 whatever sits between the last block and the head (final norm, conv head).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -41,6 +42,18 @@ class Capability(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+def assign_layer_ids(
+    names: Iterable[str], blocks: list[str], is_stem: Callable[[str], bool]
+) -> dict[str, int]:
+    """Layer id of every parameter name: i for one inside block i (1-based), 0 for the stem
+    (``is_stem``: embeddings, patch projection), N+1 for the rest (final norm, neck)."""
+    ids = {}
+    for name in names:
+        block = next((i for i, b in enumerate(blocks, 1) if name.startswith(b + ".")), None)
+        ids[name] = block if block is not None else (0 if is_stem(name) else len(blocks) + 1)
+    return ids
 
 
 @dataclass

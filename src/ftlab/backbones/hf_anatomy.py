@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from ftlab.backbones.anatomy import Anatomy
+from ftlab.backbones.anatomy import Anatomy, assign_layer_ids
 
 #: model types whose encoder layers carry BERT's module names
 #: (``encoder.layer.N.attention.self.query`` ... ``output.dense``)
@@ -47,15 +47,11 @@ def bert_anatomy(model: nn.Module, config: Any, has_cls: bool, kv_ok: bool) -> A
     attention and feed-forward outputs, prefixes in the self-attention)."""
     layers = model.encoder.layer
     blocks = [f"model.encoder.layer.{i}" for i in range(len(layers))]
-    layer_ids = {}
-    for name, _ in model.named_parameters():
-        full = "model." + name
-        if name.startswith("embeddings."):
-            layer_ids[full] = 0
-        elif name.startswith("encoder.layer."):
-            layer_ids[full] = int(name.split(".")[2]) + 1
-        else:
-            layer_ids[full] = len(blocks) + 1
+    layer_ids = assign_layer_ids(
+        ("model." + n for n, _ in model.named_parameters()),
+        blocks,
+        lambda name: name.startswith("model.embeddings."),
+    )
     return Anatomy(
         family="encoder",
         blocks=blocks,
@@ -107,18 +103,14 @@ def generic_anatomy(model: nn.Module, config: Any, prompts: bool = False) -> Ana
     stack, count = found
     blocks = [f"model.{stack}.{i}" for i in range(count)]
     embedding_params = {
-        f"{mod}.{p}" if mod else p
+        f"model.{mod}.{p}" if mod else f"model.{p}"
         for mod, sub in model.named_modules()
         if isinstance(sub, nn.Embedding)
         for p, _ in sub.named_parameters(recurse=False)
     }
-    layer_ids = {}
-    for name, _ in model.named_parameters():
-        full = "model." + name
-        block = next((i for i, b in enumerate(blocks, 1) if full.startswith(b + ".")), None)
-        layer_ids[full] = (
-            block if block is not None else (0 if name in embedding_params else count + 1)
-        )
+    layer_ids = assign_layer_ids(
+        ("model." + n for n, _ in model.named_parameters()), blocks, embedding_params.__contains__
+    )
     linear, attention = set(), set()
     attention_modules: list[str] = []
     attention_linears: list[str] = []

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from timm.layers import Attention
 from torch import nn
 
-from ftlab.backbones.anatomy import Anatomy, TokenSlot
+from ftlab.backbones.anatomy import Anatomy, TokenSlot, assign_layer_ids
 from ftlab.backbones.base import Backbone
 from ftlab.errors import BackboneError, suggest
 
@@ -128,16 +128,14 @@ class TimmBackbone(Backbone):
             raise BackboneError(f"timm model {self.name!r} does not describe its blocks.")
 
         prefix = "model."
-        layer_ids: dict[str, int] = {}
-        for name, _ in model.named_parameters():
-            if any(p.match(name) for p in stem_patterns):
-                lid = 0
-            else:
-                lid = next(
-                    (i for i, b in enumerate(blocks, 1) if name.startswith(b + ".")),
-                    len(blocks) + 1,
-                )
-            layer_ids[prefix + name] = lid
+        layer_ids = {
+            prefix + name: lid
+            for name, lid in assign_layer_ids(
+                (n for n, _ in model.named_parameters()),
+                blocks,
+                lambda name: any(p.match(name) for p in stem_patterns),
+            ).items()
+        }
 
         first = model.get_submodule(blocks[0])
         is_vit = hasattr(model, "patch_embed") and hasattr(getattr(first, "attn", None), "qkv")
