@@ -77,7 +77,7 @@ def instantiate_list(
     for key, node in cfg.items():
         if isinstance(node, DictConfig) and "_target_" in node:
             try:
-                kwargs = (extra or {}).get(get_object(node._target_), {}) if extra else {}
+                kwargs = extra.get(get_object(node._target_), {}) if extra else {}
                 out.append(instantiate(node, **kwargs))
             except Exception as err:
                 raise ConfigError(f"could not build {key!r} ({node._target_}): {err}") from err

@@ -23,8 +23,9 @@ def build_loggers(cfg: DictConfig, run_config: dict[str, Any]) -> list[Any]:
     if wandb_cfg.get("group") is None:
         from ftlab.sweep import sweep_group
 
-        if sweep_group():
-            extra["group"] = sweep_group()  # one W&B group per sweep
+        group = sweep_group()
+        if group:
+            extra["group"] = group  # one W&B group per sweep
     return instantiate_list(cfg.get("logger"), extra={wandb_logger: extra})
 
 
