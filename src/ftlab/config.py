@@ -35,6 +35,10 @@ def register_resolvers() -> None:
         from ftlab.backbones.assets import minilm_path
 
         OmegaConf.register_new_resolver("ftlab.minilm", lambda: str(minilm_path()))
+    if not OmegaConf.has_resolver("ftlab.smollm2"):
+        from ftlab.backbones.assets import smollm2_path
+
+        OmegaConf.register_new_resolver("ftlab.smollm2", lambda: str(smollm2_path()))
 
 
 def resolved(cfg: DictConfig) -> dict[str, Any]:

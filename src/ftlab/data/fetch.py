@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ftlab.backbones.assets import EfficientNetLite0, MiniLM
+from ftlab.backbones.assets import EfficientNetLite0, MiniLM, SmolLM2
 from ftlab.data.images import CIFAR10, CIFAR100, FashionMNIST
 from ftlab.data.texts import BBCNews, RottenTomatoes
 from ftlab.errors import DataError, FtlabError, suggest
@@ -29,12 +29,20 @@ ASSETS: dict[str, type[Asset]] = {
         BBCNews,
         EfficientNetLite0,
         MiniLM,
+        SmolLM2,
         CIFAR10,
         CIFAR100,
     )
 }
 #: What the offline default configs need.
-DEFAULT_ASSETS = ("fashion_mnist", "rotten_tomatoes", "bbc_news", "efficientnet_lite0", "minilm")
+DEFAULT_ASSETS = (
+    "fashion_mnist",
+    "rotten_tomatoes",
+    "bbc_news",
+    "efficientnet_lite0",
+    "minilm",
+    "smollm2",
+)
 
 
 def _check_names(names: Sequence[str]) -> list[str]:
