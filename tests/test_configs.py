@@ -55,7 +55,8 @@ def test_method_configs_name_their_strategy():
 
 
 def test_a_vit_built_at_another_size_asks_the_data_for_that_size(tmp_path):
-    """`+model.model_kwargs.img_size=96` (the README's example) must reach the transforms."""
+    """`+model.model_kwargs.img_size=96` (timm's own knob, set by hand) must reach the
+    transforms."""
     from hydra.utils import instantiate
 
     cfg = compose(
@@ -142,14 +143,18 @@ def test_the_configs_data_dir_follows_the_one_data_dir_rule(value, tmp_path, mon
     assert cfg.model.weights_file == f"{expected}/weights/tf_efficientnet_lite0.safetensors"
 
 
-def test_a_vit_built_for_224_with_data_at_96_says_what_to_set(tmp_path, data_dir):
-    """The default data asks for 96 px; a ViT built at 224 only takes 224 (timm asserts
-    deep inside the forward): one sentence names both ways out, before any data loads."""
+def test_a_vit_kept_at_224_with_data_at_96_says_what_to_set(tmp_path, data_dir):
+    """A ViT follows the data's size unless told otherwise (model.image_size=null: its own
+    224); then the data's 96 px cannot run (timm asserts deep inside the forward): one
+    sentence names both ways out, before any data loads."""
     from ftlab.errors import ConfigError
     from ftlab.train import build
 
-    cfg = compose(["model=vit_tiny", "model.pretrained=false", "method=lora"], tmp_path)
+    cfg = compose(
+        ["model=vit_tiny", "model.pretrained=false", "method=lora", "model.image_size=null"],
+        tmp_path,
+    )
     with pytest.raises(ConfigError, match=r"vit_tiny takes 224x224 images only") as caught:
         build(cfg)
     assert "data.image_size=224" in str(caught.value)
-    assert "+model.model_kwargs.img_size=96" in str(caught.value)
+    assert "model.image_size=96 and no model.model_kwargs.img_size" in str(caught.value)

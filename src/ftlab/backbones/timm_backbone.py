@@ -9,12 +9,12 @@ from typing import Any
 import timm
 import torch
 import torch.nn.functional as F
-from timm.layers import Attention
+from timm.layers import Attention, to_2tuple
 from torch import nn
 
 from ftlab.backbones.anatomy import Anatomy, TokenSlot, assign_layer_ids
 from ftlab.backbones.base import Backbone
-from ftlab.errors import BackboneError, suggest
+from ftlab.errors import BackboneError, ConfigError, suggest
 
 
 class TimmBackbone(Backbone):
@@ -23,6 +23,11 @@ class TimmBackbone(Backbone):
     Weights come from timm's own pretrained path: the hub when online, or a local file
     (``weights_file``) passed through ``pretrained_cfg_overlay``, so timm still adapts the
     checkpoint (drops the 1000-class head, resamples position embeddings).
+
+    ``image_size``: a model timm builds for one input size (its pretrained config says
+    ``fixed_input_size``: ViT, DeiT, BEiT, EVA, Swin, ...) is built for ``image_size`` px
+    instead of its own, and timm resamples the pretrained position embeddings and window
+    tables to fit; ``model_kwargs.img_size`` wins over it, and other models ignore it.
     """
 
     modality = "image"
@@ -39,6 +44,7 @@ class TimmBackbone(Backbone):
         model_kwargs: dict[str, Any] | None = None,
         label: str | None = None,
         grad_checkpointing: bool = False,
+        image_size: int | None = None,
     ) -> None:
         super().__init__(label=label or name)
         if not timm.is_model(name):
@@ -48,6 +54,11 @@ class TimmBackbone(Backbone):
             )
         self.name = name
         kwargs = dict(model_kwargs or {})
+        own_size = _fixed_size(name)
+        if own_size and image_size and own_size != (image_size,) * 2 and "img_size" not in kwargs:
+            _check_runs_at(name, kwargs, image_size, own_size, label or name)
+            kwargs["img_size"] = image_size
+        self._fixed_size = tuple(to_2tuple(kwargs.get("img_size", own_size))) if own_size else None
         if pretrained and weights_file:
             path = Path(weights_file)
             if not path.is_file():
@@ -104,13 +115,23 @@ class TimmBackbone(Backbone):
 
     def preprocessing(self) -> dict[str, Any]:
         config = timm.data.resolve_model_data_config(self.model)
-        # a ViT built with another img_size only accepts that size; the pretrained config
+        # a model built with another img_size only takes that size; the pretrained config
         # still names the size the weights were trained at
-        img_size = getattr(getattr(self.model, "patch_embed", None), "img_size", None)
-        if img_size is not None and getattr(self.model.patch_embed, "strict_img_size", True):
-            config["input_size"] = (config["input_size"][0], *img_size)
+        size = self.fixed_input_size
+        if size is not None:
+            config["input_size"] = (config["input_size"][0], *size)
             config["fixed_input_size"] = True  # the data cannot choose another size
         return config
+
+    @property
+    def fixed_input_size(self) -> tuple[int, int] | None:
+        """The one (height, width) the model takes, or None when it takes any size."""
+        patch_embed = getattr(self.model, "patch_embed", None)
+        img_size = getattr(patch_embed, "img_size", None)
+        if img_size is None:
+            return self._fixed_size
+        # dynamic_img_size=True: the patch grid and position embeddings follow the input
+        return tuple(img_size) if getattr(patch_embed, "strict_img_size", True) else None
 
     def example_batch(self, batch_size: int = 2, image_size: int | None = None) -> dict:
         c, h, w = self.preprocessing()["input_size"]
@@ -204,6 +225,59 @@ class TimmBackbone(Backbone):
             chained_blocks=True,
             convolutional=convolutional,
         )
+
+
+def _fixed_size(name: str) -> tuple[int, int] | None:
+    """The (height, width) timm builds ``name`` for when its pretrained config says it takes
+    that size only (timm's own rule for passing ``img_size``), else None."""
+    cfg = timm.models.get_pretrained_cfg(name)
+    return tuple(cfg.input_size[-2:]) if cfg is not None and cfg.fixed_input_size else None
+
+
+def _check_runs_at(
+    name: str, kwargs: dict[str, Any], size: int, own_size: tuple[int, int], label: str
+) -> None:
+    """Refuse, in one sentence naming sizes that work, an image size timm cannot build or
+    run ``name`` at; tried on the meta device, so nothing is allocated or computed."""
+    problem, step = _problem_at(name, kwargs, size)
+    if problem is None or _problem_at(name, kwargs, own_size[0])[0] is not None:
+        return  # runs, or the meta-device trial cannot tell: timm decides
+    k = -(-size // step)  # the first multiple of step at or above size
+    below = [m * step for m in range(k - 1, max(k - 4, 0), -1)]
+    above = [m * step for m in range(size // step + 1, size // step + 4)]
+    sizes = [s for s in (_first_that_runs(name, kwargs, c) for c in (below, above)) if s]
+    h, w = own_size
+    raise ConfigError(
+        f"{label} cannot be built for {size}x{size} images ({problem}): use "
+        f"data.image_size={' or '.join(map(str, sizes or [h]))} (or null, its own {h}x{w})."
+    )
+
+
+def _first_that_runs(name: str, kwargs: dict[str, Any], sizes: list[int]) -> int | None:
+    return next((s for s in sizes if _problem_at(name, kwargs, s)[0] is None), None)
+
+
+def _problem_at(name: str, kwargs: dict[str, Any], size: int) -> tuple[str | None, int]:
+    """Why ``name`` cannot take ``size`` x ``size`` images (None when it can), and the step
+    its valid sizes come in (the patch size, else the network's total stride)."""
+    step = 16
+    try:
+        with torch.device("meta"):
+            model = timm.create_model(name, pretrained=False, **kwargs, img_size=size)
+            patch = getattr(getattr(model, "patch_embed", None), "patch_size", None)
+            info = getattr(model, "feature_info", None)
+            if patch is not None:
+                step = to_2tuple(patch)[0]
+            elif info:
+                step = int(info[-1].get("reduction", step))
+            if patch is not None and size % step:
+                return f"its {step}x{step} patches do not tile {size}x{size} images", step
+            model.eval()(torch.empty(1, 3, size, size))
+    except Exception as err:  # timm asserts and shape errors, whatever the family
+        said = (str(err).splitlines() or [""])[0]
+        said = said if len(said) <= 100 else said[:100].rsplit(" ", 1)[0] + " ..."
+        return f"{type(err).__name__}: {said}", step
+    return None, step
 
 
 def _block_names(model: nn.Module, patterns: Any) -> list[str]:

@@ -144,7 +144,10 @@ class ImagePipeline:
 
 
 def _check_fixed_size(input_size: Sequence[int], wanted: int, model_name: str | None) -> None:
-    """A model built for one input size (a timm ViT) cannot take the data's other size."""
+    """A model built for one input size (a timm ViT) cannot take the data's other size.
+
+    Built by the configs, a timm model follows data.image_size (model.image_size); this is
+    left for a size set on the model by hand, or a checkpoint's model evaluated at another."""
     h, w = input_size[-2:]
     if (h, w) == (wanted, wanted):
         return
@@ -152,8 +155,8 @@ def _check_fixed_size(input_size: Sequence[int], wanted: int, model_name: str | 
     raise ConfigError(
         f"{model} takes {h}x{w} images only, and data.image_size={wanted} asks for "
         f"{wanted}x{wanted}: set data.image_size={h} (or null, the model's own size), or build "
-        f"the model at {wanted} with +model.model_kwargs.img_size={wanted} (timm resamples "
-        "pretrained position embeddings)."
+        f"the model at {wanted} with model.image_size={wanted} and no model.model_kwargs.img_size "
+        "(timm resamples pretrained position embeddings)."
     )
 
 
