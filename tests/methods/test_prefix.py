@@ -91,8 +91,8 @@ def test_vit_attention_is_softmax_over_prefix_and_tokens(build):
 def test_bert_attention_is_softmax_over_prefix_and_unpadded_tokens(build, batches):
     module = build("bert", Prefix(num_tokens=K))
     layer = module.backbone.model.encoder.layer[0]
-    wrapper = layer.attention.self
-    base, source = wrapper.base, wrapper.prefix
+    base = layer.attention.self  # keeps its name and its own projections
+    source = base.prefix
     batch = batches["bert"]
     captured = {}
     layer.attention.register_forward_pre_hook(
@@ -103,7 +103,7 @@ def test_bert_attention_is_softmax_over_prefix_and_unpadded_tokens(build, batche
         module(batch)
         x, mask4d = captured["x"], captured["mask"]
         assert mask4d is not None and mask4d.dtype == torch.bool  # SDPA's padding mask
-        got, _ = wrapper(x, attention_mask=mask4d)
+        got, _ = base(x, attention_mask=mask4d)
         h = base.num_attention_heads
         pk, pv = (t.expand(2, -1, -1) for t in source())
         key_mask = torch.cat(

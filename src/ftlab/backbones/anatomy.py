@@ -150,7 +150,8 @@ class TokenSlot:
     def remove(self, seq: torch.Tensor) -> torch.Tensor:
         return torch.cat([seq[:, : self.start], seq[:, self.start + self.count :]], dim=1)
 
-    def extend_mask(self, mask: torch.Tensor) -> torch.Tensor:
-        """A [B, N] padding mask with ones for the slot: inserted tokens are always seen."""
-        ones = mask.new_ones(mask.shape[0], self.count)
-        return torch.cat([mask[:, : self.start], ones, mask[:, self.start :]], dim=1)
+    def extend_mask(self, mask: torch.Tensor, fill: int = 1) -> torch.Tensor:
+        """A [B, N] padding mask with ones for the slot: inserted tokens are always seen
+        (``fill=0``: token type ids, the first segment's)."""
+        extra = mask.new_full((mask.shape[0], self.count), fill)
+        return torch.cat([mask[:, : self.start], extra, mask[:, self.start :]], dim=1)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,23 +13,15 @@ import torch
 import transformers
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from ftlab.backbones.anatomy import Anatomy, TokenSlot
 from ftlab.backbones.base import Backbone
-from ftlab.backbones.hf_anatomy import (
-    BERT_LIKE,
-    PROMPTABLE,
-    bert_anatomy,
-    generic_anatomy,
-    is_decoder,
-)
+from ftlab.backbones.hf_anatomy import BERT_LIKE, bert_anatomy, generic_anatomy, is_decoder
+from ftlab.backbones.hf_attention import KV_EXTENSIBLE, add_prefix
 from ftlab.errors import BackboneError, ConfigError, suggest
 
 POOLINGS = ("auto", "mean", "cls", "last")
 PADDING_SIDES = ("left", "right")
-#: attention implementations whose 4-D mask ``extend_attention`` knows how to widen
-KV_EXTENSIBLE = ("sdpa", "eager")
 
 
 class HFEncoderBackbone(Backbone):
@@ -116,9 +107,13 @@ class HFEncoderBackbone(Backbone):
         self.pooling = _pooling(pooling, config)
         _set_padding(self.tokenizer, pad_token, padding_side, self.name)
         accepted = inspect.signature(self.model.forward).parameters
-        self._inputs = [
-            k for k in ("input_ids", "attention_mask", "token_type_ids") if k in accepted
-        ]
+        # token type ids are segments to an encoder; GPT-2 would look them up as tokens
+        wanted = (
+            "input_ids",
+            "attention_mask",
+            *(() if is_decoder(config) else ("token_type_ids",)),
+        )
+        self._inputs = [k for k in wanted if k in accepted]
         # decoders: positions count real tokens only, so left padding shifts nothing
         self._positions = is_decoder(config) and "position_ids" in accepted
         if grad_checkpointing:
@@ -154,36 +149,49 @@ class HFEncoderBackbone(Backbone):
             if mask is None:
                 mask = torch.ones_like(inputs["input_ids"])
             inputs["attention_mask"] = slot.extend_mask(mask)
+            if self._prompts_via_table:
+                # the table's forward hook inserts the prompts; the model then takes a
+                # sequence longer than the ids (positions come from the mask or its length)
+                table = self.model.get_input_embeddings()
+                inputs["inputs_embeds"] = table(inputs.pop("input_ids"))
+                if "token_type_ids" in inputs:
+                    inputs["token_type_ids"] = slot.extend_mask(inputs["token_type_ids"], 0)
         if self._positions and "attention_mask" in inputs:
             mask = inputs["attention_mask"].long()
             inputs["position_ids"] = (mask.cumsum(1) - 1).clamp(min=0)
         hidden = self.model(**inputs).last_hidden_state
         return hidden if slot is None else slot.remove(hidden)
 
+    @property
+    def _prompts_via_table(self) -> bool:
+        """Prompts join at the input embedding table (not a BERT embeddings module)."""
+        return self.anatomy.embeddings != "model.embeddings"
+
     def embed_token_ids(self, ids: torch.Tensor) -> torch.Tensor:
-        """What the embeddings module makes of token ``ids`` ``[T]`` (at positions 0..T-1,
-        no dropout): ``[T, hidden]`` vectors to start prompts from."""
-        embeddings = self.model.embeddings
+        """What the module prompts join at makes of token ``ids`` ``[T]`` (BERT's embeddings:
+        at positions 0..T-1, no dropout): ``[T, hidden]`` vectors to start prompts from."""
+        embeddings = self.get_submodule(self.anatomy.embeddings)
         was_training = embeddings.training
         embeddings.eval()
         try:
             with torch.no_grad():
-                device = embeddings.word_embeddings.weight.device
+                device = self.model.get_input_embeddings().weight.device
                 # .forward: not through hooks, such as a prompt method's own insertion
-                return embeddings.forward(input_ids=ids.to(device).unsqueeze(0))[0].float()
+                out = embeddings.forward(ids.to(device).unsqueeze(0))
+                return out[0].float()
         finally:
             embeddings.train(was_training)
 
     def extend_attention(self, name: str, kv: nn.Module) -> nn.Module:
         """Make the self-attention ``name`` (one of ``anatomy.attention_kv``) also attend to
         the keys and values ``kv()`` returns, each ``[T, kv_dim]``, from every query and
-        whatever the padding (prefix tuning). The module is swapped for a wrapper that
-        holds ``kv`` as ``prefix``."""
+        whatever the padding (prefix tuning). The module keeps its name and gains ``kv``
+        as its ``prefix`` (:mod:`ftlab.backbones.hf_attention`)."""
         if name not in self.anatomy.attention_kv:
             raise BackboneError(f"{name!r} is not an extendable attention of {self.label}.")
-        wrapper = _PrefixedSelfAttention(self.model.get_submodule(name.removeprefix("model.")), kv)
-        self.set_submodule(name, wrapper)
-        return wrapper
+        attention = self.get_submodule(name)
+        add_prefix(attention, kv)
+        return attention
 
     def preprocessing(self):
         return self.tokenizer
@@ -194,75 +202,28 @@ class HFEncoderBackbone(Backbone):
 
     def describe(self) -> Anatomy:
         """BERT-named encoders: the full BERT anatomy; any other model: the structure's."""
+        kv_ok = self.config._attn_implementation in KV_EXTENSIBLE
         if self.config.model_type in BERT_LIKE and hasattr(self.model, "encoder"):
-            kv_ok = self.config._attn_implementation in KV_EXTENSIBLE
             has_cls = self.tokenizer.cls_token_id is not None
             return bert_anatomy(
                 self.model, self.config, has_cls, kv_ok and not self.config.is_decoder
             )
-        prompts = self._positions and self.config.model_type in PROMPTABLE
-        anatomy = generic_anatomy(self.model, self.config, prompts=prompts)
+        accepted = inspect.signature(self.model.forward).parameters
+        # prompts go in as input embeddings; decoders also need ftlab's positions
+        prompts = "inputs_embeds" in accepted and (self._positions or not is_decoder(self.config))
+        anatomy = generic_anatomy(
+            self.model,
+            self.config,
+            prompts=prompts,
+            leading_special=self.tokenizer.cls_token_id is not None,
+            kv_ok=kv_ok,
+        )
         if anatomy is None:
             raise BackboneError(
                 f"{self.name!r} ({self.config.model_type}) has no stack of repeated blocks that "
                 "ftlab could find; only model types with one can be fine-tuned here."
             )
         return anatomy
-
-
-class _PrefixedSelfAttention(nn.Module):
-    """A BERT-type self-attention that also attends to extra keys and values.
-
-    Queries, keys and values come from the wrapped module's own projections; keys and
-    values grow by ``prefix()``'s tokens, the 4-D mask grows with "attend" entries for them,
-    and the model's configured attention function (SDPA or eager) does the rest."""
-
-    def __init__(self, base: nn.Module, prefix: nn.Module) -> None:
-        super().__init__()
-        self.base = base
-        self.prefix = prefix
-
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        cache: Any = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        **kwargs: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        base = self.base
-        if cache is not None or encoder_hidden_states is not None:
-            raise NotImplementedError("prefix tuning supports encoder self-attention only")
-        batch, length = hidden_states.shape[:2]
-        shape = (batch, length, -1, base.attention_head_size)
-        q = base.query(hidden_states).view(shape).transpose(1, 2)
-        k = base.key(hidden_states).view(shape).transpose(1, 2)
-        v = base.value(hidden_states).view(shape).transpose(1, 2)
-        pk, pv = (
-            t.to(k.dtype)
-            .reshape(1, -1, k.shape[1], k.shape[3])
-            .transpose(1, 2)
-            .expand(batch, -1, -1, -1)
-            for t in self.prefix()
-        )
-        k, v = torch.cat([pk, k], dim=2), torch.cat([pv, v], dim=2)
-        if attention_mask is not None:
-            keep = True if attention_mask.dtype == torch.bool else 0.0
-            extra = attention_mask.new_full((*attention_mask.shape[:-1], pk.shape[2]), keep)
-            attention_mask = torch.cat([extra, attention_mask], dim=-1)
-        default = getattr(sys.modules[type(base).__module__], "eager_attention_forward", None)
-        interface = ALL_ATTENTION_FUNCTIONS.get_interface(base.config._attn_implementation, default)
-        out, weights = interface(
-            base,
-            q,
-            k,
-            v,
-            attention_mask,
-            dropout=base.dropout.p if base.training else 0.0,
-            scaling=base.scaling,
-            **kwargs,
-        )
-        return out.reshape(batch, length, -1).contiguous(), weights
 
 
 def _pooling(pooling: str, config: Any) -> str:

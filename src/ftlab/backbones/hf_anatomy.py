@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from ftlab.backbones.anatomy import Anatomy, assign_layer_ids
+from ftlab.backbones.hf_attention import interface_attention, kv_width
 
 #: model types whose encoder layers carry BERT's module names
 #: (``encoder.layer.N.attention.self.query`` ... ``output.dense``)
@@ -28,11 +29,6 @@ DECODERS = frozenset(
         "stablelm", "starcoder2", "granite", "cohere",
     }
 )  # fmt: skip
-
-#: decoders whose base model takes everything from the embeddings' output (its length
-#: included) and ftlab's position ids, so prompts inserted there reach the text (GPT-2
-#: reshapes to the input ids' length; GPT-NeoX and OPT ignore them)
-PROMPTABLE = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "phi3"})
 
 #: linear layer types whose weights LoRA can adapt (transformers' GPT-2 uses Conv1D)
 LINEAR_NAMES = ("Linear", "Conv1D")
@@ -87,7 +83,13 @@ def block_stack(model: nn.Module) -> tuple[str, int] | None:
     return best
 
 
-def generic_anatomy(model: nn.Module, config: Any, prompts: bool = False) -> Anatomy | None:
+def generic_anatomy(
+    model: nn.Module,
+    config: Any,
+    prompts: bool = False,
+    leading_special: bool = False,
+    kv_ok: bool = False,
+) -> Anatomy | None:
     """Blocks, layer ids and LoRA presets found from the structure (None: no block stack).
 
     Layer ids: embedding tables 0, block i i+1, anything else (the final norm) N+1. LoRA
@@ -95,8 +97,11 @@ def generic_anatomy(model: nn.Module, config: Any, prompts: bool = False) -> Ana
     inside a sub-module whose class says Attention), and ``default``: peft's own targets for
     this ``model_type`` where peft has them, else ``attention``. Adapters: where a block has
     an attention sub-module and an ``...MLP`` one, around the attention's output projection
-    (its last linear layer) and the MLP. ``prompts``: the token embeddings are where prompts
-    go in (decoders whose positions ftlab sets: prompts go before the text)."""
+    (its last linear layer) and the MLP. ``prompts``: the input embedding table is where
+    prompts go in (the backbone passes its output as ``inputs_embeds``), before the text on
+    a decoder (causal attention), after the leading ``[CLS]`` on an encoder
+    (``leading_special``). ``kv_ok``: prefixes in the module of each block that calls the
+    attention interface (:mod:`ftlab.backbones.hf_attention`)."""
     found = block_stack(model)
     if found is None:
         return None
@@ -133,6 +138,7 @@ def generic_anatomy(model: nn.Module, config: Any, prompts: bool = False) -> Ana
     if prompts and model.get_input_embeddings() is not None:
         table = model.get_input_embeddings()
         embeddings = next(("model." + n for n, m in model.named_modules() if m is table), "")
+    kv = interface_attention(first) if kv_ok else None
     presets: dict[str, list[str]] = {}
     if linear:
         presets["all_linear"] = sorted(linear)
@@ -153,6 +159,10 @@ def generic_anatomy(model: nn.Module, config: Any, prompts: bool = False) -> Ana
         token_sequence=True,
         lora_targets=presets,
         embeddings=embeddings,
+        special_tokens=1 if leading_special and not is_decoder(config) else 0,
+        token_embeddings=bool(embeddings),
+        attention_kv=[f"{b}.{kv}" for b in blocks] if kv else [],
+        kv_dim=kv_width(first.get_submodule(kv), config) if kv else 0,
         attention_output=[f"{b}.{attention_linears[-1]}" for b in blocks] if adapters else [],
         mlp_input=[f"{b}.{mlp_modules[0]}" for b in blocks] if adapters else [],
         mlp_output=[f"{b}.{mlp_modules[0]}" for b in blocks] if adapters else [],

@@ -79,8 +79,9 @@ class Prefix(Method):
     name = "prefix"
     requires = frozenset({Capability.HEAD, Capability.ATTENTION_KV})
     suggestion = (
-        "Use lora, last_n or full, which need only blocks; for a BERT-type encoder use "
-        "model.attn_implementation=sdpa or eager."
+        "Prefixes go into attention that calls transformers' attention interface with "
+        "model.attn_implementation=sdpa or eager (not DeBERTa's disentangled or MPNet's "
+        "relative attention); use lora, last_n or full, which need only blocks."
     )
 
     def __init__(
