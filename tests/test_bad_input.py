@@ -77,10 +77,16 @@ CASES = [
         ["method=prefix needs", "tf_efficientnet_lite0", "Use lora, last_n or full"],
     ),
     Case(
-        "ViT built for another size than the data's", "train",
-        ["model=vit_tiny", "model.pretrained=false"], 2,
-        ["vit_tiny takes 224x224 images only", "data.image_size=224",
-         "+model.model_kwargs.img_size=32"],
+        "ViT whose patches do not tile the data's size", "train",
+        ["model=vit_tiny", "model.pretrained=false", "data.image_size=40"], 2,
+        ["vit_tiny cannot be built for 40x40 images", "16x16 patches do not tile",
+         "use data.image_size=32 or 48 (or null, its own 224x224)"],
+    ),
+    Case(
+        "ViT built by hand for another size than the data's", "train",
+        ["model=vit_tiny", "model.pretrained=false", "+model.model_kwargs.img_size=64"], 2,
+        ["vit_tiny takes 64x64 images only", "data.image_size=32 asks for 32x32",
+         "set data.image_size=64", "model.image_size=32 and no model.model_kwargs.img_size"],
     ),
     # -- sizes --------------------------------------------------------------------------
     Case("zero LoRA rank", "train", ["method=lora", "method.r=0"], 2, ["method.r=0", "positive"]),
