@@ -38,6 +38,7 @@ def rebuild(ckpt: dict[str, Any], data_overrides: dict | None = None):
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     import lightning.pytorch as pl
+    import torch
     from hydra.utils import instantiate
 
     ckpt = load_checkpoint(cfg.ckpt_path)
@@ -49,7 +50,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 f"merge_lora=true but method {method.name!r} has nothing to merge."
             )
         method.merge(module)
-    trainer: pl.Trainer = instantiate(cfg.trainer)
+    trainer_cfg = cfg.trainer
+    if module.backbone.frozen_dtype != torch.float32 and "mixed" not in str(trainer_cfg.precision):
+        # half-precision frozen weights next to float32 trained ones: the run's autocast
+        trainer_cfg = OmegaConf.merge(trainer_cfg, {"precision": run_cfg.trainer.precision})
+    trainer: pl.Trainer = instantiate(trainer_cfg)
     metrics = trainer.test(module, datamodule=datamodule)[0]
     out = {k: float(v) for k, v in metrics.items()}
     out_dir = Path(cfg.paths.output_dir)

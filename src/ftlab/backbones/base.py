@@ -9,6 +9,10 @@ import torch
 from torch import nn
 
 from ftlab.backbones.anatomy import Anatomy
+from ftlab.errors import ConfigError
+
+#: ``model.dtype`` values: how frozen weights are stored (what trains stays float32)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class Backbone(nn.Module):
@@ -20,9 +24,36 @@ class Backbone(nn.Module):
 
     modality: str = "image"
 
-    def __init__(self, label: str | None = None) -> None:
+    def __init__(self, label: str | None = None, dtype: str | None = None) -> None:
         super().__init__()
         self.label = label
+        if dtype is not None and dtype not in DTYPES:
+            raise ConfigError(f"model.dtype={dtype!r} is not one of {[*DTYPES, None]}.")
+        self.frozen_dtype = DTYPES[dtype or "float32"]
+
+    def quantized_cannot_train(self, what: str) -> ConfigError:
+        return ConfigError(
+            f"{what} would train quantized weights of {self.label} (model.quantization), "
+            "which cannot train; use a method that adds what trains: lora, dora, adapter, "
+            "prompt, prefix, bitfit or linear_probe."
+        )
+
+    def store_frozen_weights(self) -> int:
+        """Frozen floating-point parameters in ``model.dtype`` (half the memory in bf16 or
+        fp16), trainable ones in float32 (what the optimiser updates keeps its precision).
+        Called once a method has chosen what trains; returns the number of tensors cast.
+        Mixed dtypes then need autocast: ``trainer.precision=bf16-mixed`` or ``16-mixed``."""
+        cast = 0
+        for name, param in self.named_parameters():
+            if not param.is_floating_point():  # quantized weights (bitsandbytes: uint8)
+                if param.requires_grad:
+                    raise self.quantized_cannot_train(name)
+                continue
+            dtype = torch.float32 if param.requires_grad else self.frozen_dtype
+            if param.dtype != dtype:
+                param.data = param.data.to(dtype)
+                cast += 1
+        return cast
 
     @cached_property
     def anatomy(self) -> Anatomy:

@@ -50,8 +50,12 @@ class HFEncoderBackbone(Backbone):
         grad_checkpointing: bool = False,
         pad_token: str | None = None,
         padding_side: str | None = None,
+        dtype: str | None = None,
+        quantization: str | None = None,
     ) -> None:
-        super().__init__(label=label or Path(str(name)).name)
+        super().__init__(label=label or Path(str(name)).name, dtype=dtype)
+        if quantization is not None:
+            kwargs_quantized = _quantization(quantization, pretrained, self.frozen_dtype)
         if pooling not in POOLINGS:
             raise ConfigError(f"model.pooling={pooling!r} is not one of {list(POOLINGS)}.")
         if padding_side not in (None, *PADDING_SIDES):
@@ -92,6 +96,9 @@ class HFEncoderBackbone(Backbone):
         # ftlab pools itself: an unused pooler would be trainable parameters without
         # gradients under full/last_n (an error under DDP)
         kwargs = {"add_pooling_layer": False} if pooler_option else {}
+        if quantization is not None:
+            kwargs.update(kwargs_quantized)
+        self.quantization = quantization
         if pretrained and not config_overrides:
             self.model = AutoModel.from_pretrained(
                 self.name, config=config, local_files_only=offline, **kwargs
@@ -224,6 +231,46 @@ class HFEncoderBackbone(Backbone):
                 "ftlab could find; only model types with one can be fine-tuned here."
             )
         return anatomy
+
+
+QUANTIZATIONS = ("4bit", "8bit")
+
+
+def _quantization(kind: str, pretrained: bool, dtype: torch.dtype) -> dict[str, Any]:
+    """``from_pretrained`` arguments that load the weights quantized by bitsandbytes
+    (QLoRA: NF4 with double quantization, computing in ``model.dtype`` or bfloat16)."""
+    if kind not in QUANTIZATIONS:
+        raise ConfigError(f"model.quantization={kind!r} is not one of {[*QUANTIZATIONS, None]}.")
+    if not pretrained:
+        raise ConfigError(
+            f"model.quantization={kind} quantizes pretrained weights as they load; set "
+            "model.pretrained=true (or model.quantization=null)."
+        )
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"model.quantization={kind} runs on bitsandbytes' CUDA kernels and this machine has "
+            "no CUDA GPU; use model.dtype=bfloat16 (frozen weights in half the memory) instead."
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as err:
+        raise ConfigError(
+            f"model.quantization={kind} needs bitsandbytes: pip install 'ftlab[qlora]'."
+        ) from err
+    from transformers import BitsAndBytesConfig
+
+    compute = torch.bfloat16 if dtype == torch.float32 else dtype
+    if kind == "8bit":
+        quantized = BitsAndBytesConfig(load_in_8bit=True)
+    else:
+        quantized = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute,
+        )
+    device = {"": torch.cuda.current_device()}
+    return {"quantization_config": quantized, "dtype": compute, "device_map": device}
 
 
 def _pooling(pooling: str, config: Any) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
+import torch
 from torch import nn
 
 from ftlab.backbones.anatomy import Anatomy, Capability
@@ -63,6 +64,15 @@ class Method(pl.Callback):
             )
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        dtype = pl_module.backbone.frozen_dtype
+        if dtype != torch.float32 and "mixed" not in str(trainer.precision):
+            short = str(dtype).removeprefix("torch.")
+            raise ConfigError(
+                f"model.dtype={short} stores frozen weights in {short} next to float32 trainable "
+                f"ones, which needs autocast: set trainer.precision="
+                f"{'bf16' if dtype == torch.bfloat16 else '16'}-mixed (now {trainer.precision}) "
+                "or model.dtype=float32."
+            )
         self.apply(pl_module)
 
     def apply(self, module: nn.Module) -> nn.Module:
@@ -78,9 +88,15 @@ class Method(pl.Callback):
         backbone = module.backbone
         self.check(backbone.anatomy, backbone.label)
         backbone.requires_grad_(False)
-        self.modify(module)
+        try:
+            self.modify(module)
+        except RuntimeError as err:  # torch: only floating-point tensors can require grad
+            if getattr(backbone, "quantization", None) and "floating point" in str(err):
+                raise backbone.quantized_cannot_train(f"method={self.name}") from err
+            raise
         module.head.requires_grad_(True)
         freeze_batchnorm(backbone)
+        backbone.store_frozen_weights()
         module.method = self
         module.refresh_frozen_modules()
         return module
