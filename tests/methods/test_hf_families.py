@@ -200,3 +200,25 @@ def test_a_decoders_trainable_state_rebuilds_the_same_model(backbones, method_na
         assert method.merge(fresh) > 0
         assert not any("lora_" in n for n, _ in fresh.named_parameters())
         torch.testing.assert_close(features(fresh, batch), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_gradient_checkpointing_on_every_family_or_a_sentence(family, tmp_path):
+    path = str(model_dir(family, tmp_path))
+    if family == "mpnet":  # transformers' MPNetModel has no checkpointing
+        with pytest.raises(ConfigError, match="set model.grad_checkpointing=false"):
+            HFEncoderBackbone(path, pretrained=False, grad_checkpointing=True)
+        return
+    torch.manual_seed(0)
+    plain = HFEncoderBackbone(path, pretrained=False).train()
+    torch.manual_seed(0)
+    recomputed = HFEncoderBackbone(path, pretrained=False, grad_checkpointing=True).train()
+    assert recomputed.model.is_gradient_checkpointing
+    grads = []
+    for backbone in (plain, recomputed):
+        torch.manual_seed(1)  # the same dropout masks in the first pass and the recompute
+        backbone(_batch(backbone)).square().sum().backward()
+        grads.append([p.grad for p in backbone.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) > 0
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

@@ -127,6 +127,12 @@ class HFEncoderBackbone(Backbone):
             self.set_grad_checkpointing(True)
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        if enabled and not self.model.supports_gradient_checkpointing:
+            raise ConfigError(
+                f"{self.label} ({type(self.model).__name__}) cannot recompute activations in "
+                "transformers; set model.grad_checkpointing=false (or lower data.batch_size "
+                "or data.max_length to save memory)."
+            )
         if enabled:
             self.model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False}
