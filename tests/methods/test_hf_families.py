@@ -115,15 +115,40 @@ def test_cls_pooling_on_a_decoder_is_refused_with_the_reason(tmp_path):
         HFEncoderBackbone(str(model_dir("llama", tmp_path)), pretrained=False, pooling="cls")
 
 
-#: decoders where adapters must run (OPT has no MLP module to wrap)
-ADAPTABLE = sorted(DECODERS - {"opt"})
-
-
 @pytest.mark.parametrize("family", sorted(DECODERS))
 def test_decoders_take_prompts_prefixes_and_adapters(backbones, family):
     capabilities = backbones[family].anatomy.capabilities
-    assert {Capability.TOKEN_INPUT, Capability.ATTENTION_KV} <= capabilities
-    assert (Capability.SUBLAYER_OUTPUTS in capabilities) == (family in ADAPTABLE)
+    wanted = {Capability.TOKEN_INPUT, Capability.ATTENTION_KV, Capability.SUBLAYER_OUTPUTS}
+    assert wanted <= capabilities
+
+
+@pytest.mark.parametrize("method_name", ["adapter", "adapter_pfeiffer", "adapter_parallel"])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_adapters_start_as_the_identity_and_then_change_the_output(
+    backbones, family, method_name, tmp_path
+):
+    """Every family takes adapters at its sub-layer outputs (found from the structure or a
+    row of SUBLAYERS); with their up-projections at zero the model is unchanged, and the
+    sites are live: a non-zero up-projection changes every family's features."""
+    from hydra.utils import instantiate
+    from tests.conftest import compose
+
+    backbone = copy.deepcopy(backbones[family]).eval()
+    batch = _batch(backbone)
+    with torch.no_grad():
+        plain = backbone(batch)
+    module = FineTuneModule(backbone, num_classes=3)
+    instantiate(compose([f"method={method_name}"], tmp_path).method).apply(module)
+    module.eval()
+    ups = [p for n, p in module.named_parameters() if n.endswith("up.weight")]
+    assert len(ups) >= backbone.anatomy.num_blocks
+    with torch.no_grad():
+        torch.testing.assert_close(backbone(batch), plain, atol=1e-6, rtol=1e-5)
+        for name, param in module.named_parameters():
+            if name.endswith(("up.weight", "down.weight")):
+                param.normal_(std=0.5)
+        # (random ModernBERT's feed-forward outputs are tiny, and so is what adapts them)
+        assert (backbone(batch) - plain).abs().max() > 1e-4
 
 
 @pytest.mark.parametrize("deep", [False, True], ids=["shallow", "deep"])

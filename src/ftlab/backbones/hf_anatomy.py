@@ -4,7 +4,9 @@ One table keyed by ``config.model_type`` (the way peft keys its LoRA targets): f
 whose modules carry BERT's names get the full BERT anatomy (every method); decoder-only
 families are pooled from the last real token; any other model gets the generic anatomy,
 found from its structure: the repeated block stack, its linear layers and its embeddings,
-which is enough for linear_probe, last_n, full, gradual, bitfit and LoRA.
+which is enough for linear_probe, last_n, full, gradual, bitfit and LoRA. Adapter sites
+come from that structure too, or from a row of :data:`SUBLAYERS` where a family's blocks
+name them otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +31,17 @@ DECODERS = frozenset(
         "stablelm", "starcoder2", "granite", "cohere",
     }
 )  # fmt: skip
+
+#: where adapters go in families whose blocks the structural guess (an attention module and
+#: an ``...MLP`` module) does not fit, relative to a block: the attention's output
+#: projection, the module whose input is the feed-forward input, the one whose output is
+#: its result (before the residual add)
+SUBLAYERS = {
+    "deberta-v2": ("attention.output.dense", "intermediate", "output.dense"),
+    "mpnet": ("attention.attn.o", "intermediate", "output.dense"),
+    "distilbert": ("attention.out_lin", "ffn", "ffn"),
+    "opt": ("self_attn.out_proj", "fc1", "fc2"),
+}
 
 #: linear layer types whose weights LoRA can adapt (transformers' GPT-2 uses Conv1D)
 LINEAR_NAMES = ("Linear", "Conv1D")
@@ -96,7 +109,8 @@ def generic_anatomy(
     presets: ``all_linear`` (every linear layer inside the blocks), ``attention`` (those
     inside a sub-module whose class says Attention), and ``default``: peft's own targets for
     this ``model_type`` where peft has them, else ``attention``. Adapters: where a block has
-    an attention sub-module and an ``...MLP`` one, around the attention's output projection
+    an attention sub-module and an ``...MLP`` one (or the family has a row in
+    :data:`SUBLAYERS`), around the attention's output projection
     (its last linear layer) and the MLP. ``prompts``: the input embedding table is where
     prompts go in (the backbone passes its output as ``inputs_embeds``), before the text on
     a decoder (causal attention), after the leading ``[CLS]`` on an encoder
@@ -133,7 +147,9 @@ def generic_anatomy(
             if any(name.startswith(a + ".") for a in attention_modules[:1]):
                 attention.add(name)  # "attn.Wo", not "Wo": ModernBERT's MLP has a Wo too
                 attention_linears.append(name)
-    adapters = bool(attention_linears and mlp_modules)
+    sublayers = SUBLAYERS.get(config.model_type)
+    if sublayers is None and attention_linears and mlp_modules:
+        sublayers = (attention_linears[-1], mlp_modules[0], mlp_modules[0])
     embeddings = ""
     if prompts and model.get_input_embeddings() is not None:
         table = model.get_input_embeddings()
@@ -163,9 +179,9 @@ def generic_anatomy(
         token_embeddings=bool(embeddings),
         attention_kv=[f"{b}.{kv}" for b in blocks] if kv else [],
         kv_dim=kv_width(first.get_submodule(kv), config) if kv else 0,
-        attention_output=[f"{b}.{attention_linears[-1]}" for b in blocks] if adapters else [],
-        mlp_input=[f"{b}.{mlp_modules[0]}" for b in blocks] if adapters else [],
-        mlp_output=[f"{b}.{mlp_modules[0]}" for b in blocks] if adapters else [],
+        attention_output=[f"{b}.{sublayers[0]}" for b in blocks] if sublayers else [],
+        mlp_input=[f"{b}.{sublayers[1]}" for b in blocks] if sublayers else [],
+        mlp_output=[f"{b}.{sublayers[2]}" for b in blocks] if sublayers else [],
     )
 
 
