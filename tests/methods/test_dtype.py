@@ -15,8 +15,8 @@ from tests.conftest import compose
 from tests.methods.conftest import TEXTS, snapshot
 from tests.methods.test_hf_families import METHODS, model_dir
 
-from ftlab.backbones import HFEncoderBackbone
-from ftlab.errors import ConfigError, MethodNotApplicable
+from ftlab.backbones import HFEncoderBackbone, TimmBackbone
+from ftlab.errors import ConfigError
 from ftlab.module import FineTuneModule
 
 
@@ -35,17 +35,41 @@ def test_frozen_weights_in_bf16_and_what_trains_in_fp32(bf16_llama, method_name,
         num_classes=3,
         optimizer=functools.partial(torch.optim.AdamW, lr=1e-2),
     )
-    try:
-        method.apply(module)
-    except MethodNotApplicable:
-        pytest.skip(f"{method_name} does not apply to a Llama (the family table says why)")
-    dtypes = {p.requires_grad: set() for p in module.parameters()}
-    for param in module.parameters():
-        dtypes[param.requires_grad].add(param.dtype)
-    assert dtypes[True] == {torch.float32}
-    assert dtypes.get(False, {torch.bfloat16}) == {torch.bfloat16}
+    method.apply(module)  # every method applies to a Llama
     batch = dict(bf16_llama.tokenizer(TEXTS, padding=True, return_tensors="pt"))
-    labels = torch.tensor([0, 2])
+    _trains_under_autocast(module, batch, torch.tensor([0, 2]))
+
+
+CNN_METHODS = ["linear_probe", "last_n", "lora", "bitfit"]
+TIMM_PAIRS = [
+    *(("deit", m) for m in [*CNN_METHODS, "adapter", "prompt", "prefix"]),
+    *((family, m) for family in ("convnext", "resnet") for m in CNN_METHODS),
+]
+
+
+@pytest.mark.parametrize(("family", "method_name"), TIMM_PAIRS)
+def test_timm_frozen_weights_in_bf16(family, method_name, tmp_path):
+    from tests.methods.test_timm_families import FAMILIES, _batch
+
+    name, kwargs, _ = FAMILIES[family]
+    torch.manual_seed(0)
+    backbone = TimmBackbone(name, pretrained=False, model_kwargs=kwargs, dtype="bfloat16")
+    module = FineTuneModule(backbone, num_classes=3)
+    method = instantiate(compose([f"method={method_name}"], tmp_path).method)
+    method.apply(module)
+    batch = _batch(family)
+    _trains_under_autocast(module, {"pixel_values": batch["pixel_values"]}, batch["labels"])
+
+
+def _trains_under_autocast(module: FineTuneModule, batch: dict, labels: torch.Tensor) -> None:
+    """Two bf16-autocast AdamW steps: what trains is float32 and moves, wholly frozen
+    modules are bfloat16, nothing frozen changes; the checkpoint state is float32."""
+    trainable = {n for n, p in module.named_parameters() if p.requires_grad}
+    assert {p.dtype for n, p in module.named_parameters() if n in trainable} == {torch.float32}
+    for owner in module.modules():  # wholly frozen modules hold bfloat16
+        params = list(owner.parameters(recurse=False))
+        if params and not any(p.requires_grad for p in params):
+            assert {p.dtype for p in params} == {torch.bfloat16}, type(owner).__name__
     before = snapshot(module)
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-2)
     for _ in range(2):
@@ -58,7 +82,8 @@ def test_frozen_weights_in_bf16_and_what_trains_in_fp32(bf16_llama, method_name,
     for name, param in module.named_parameters():
         changed = not torch.equal(param, before[name])
         assert changed <= param.requires_grad, f"frozen {name} changed"
-    assert all(t.dtype == torch.float32 for t in module.trainable_state_dict().values())
+    state = module.trainable_state_dict().values()
+    assert all(t.dtype == torch.float32 for t in state if t.is_floating_point())
 
 
 def test_an_unknown_dtype_names_the_valid_ones(tmp_path):

@@ -39,20 +39,25 @@ class Backbone(nn.Module):
         )
 
     def store_frozen_weights(self) -> int:
-        """Frozen floating-point parameters in ``model.dtype`` (half the memory in bf16 or
-        fp16), trainable ones in float32 (what the optimiser updates keeps its precision).
-        Called once a method has chosen what trains; returns the number of tensors cast.
-        Mixed dtypes then need autocast: ``trainer.precision=bf16-mixed`` or ``16-mixed``."""
+        """Wholly frozen modules' floating-point parameters in ``model.dtype`` (half the
+        memory in bf16 or fp16); a module with anything trainable (a LoRA layer's own
+        weights, a norm whose bias trains) all in float32, so the optimiser updates full
+        precision and no operation mixes a half weight with a float32 bias. Called once a
+        method has chosen what trains; returns the number of tensors cast. Mixed dtypes
+        across modules need autocast: ``trainer.precision=bf16-mixed`` or ``16-mixed``."""
         cast = 0
-        for name, param in self.named_parameters():
-            if not param.is_floating_point():  # quantized weights (bitsandbytes: uint8)
-                if param.requires_grad:
-                    raise self.quantized_cannot_train(name)
-                continue
-            dtype = torch.float32 if param.requires_grad else self.frozen_dtype
-            if param.dtype != dtype:
-                param.data = param.data.to(dtype)
-                cast += 1
+        for prefix, module in self.named_modules():
+            params = dict(module.named_parameters(recurse=False))
+            trains = any(p.requires_grad for p in params.values())
+            for name, param in params.items():
+                if not param.is_floating_point():  # quantized weights (bitsandbytes: uint8)
+                    if param.requires_grad:
+                        raise self.quantized_cannot_train(f"{prefix}.{name}")
+                    continue
+                dtype = torch.float32 if trains else self.frozen_dtype
+                if param.dtype != dtype:
+                    param.data = param.data.to(dtype)
+                    cast += 1
         return cast
 
     @cached_property

@@ -45,8 +45,9 @@ class TimmBackbone(Backbone):
         label: str | None = None,
         grad_checkpointing: bool = False,
         image_size: int | None = None,
+        dtype: str | None = None,
     ) -> None:
-        super().__init__(label=label or name)
+        super().__init__(label=label or name, dtype=dtype)
         if not timm.is_model(name):
             raise BackboneError(
                 f"model.name={name!r} is not a timm model.{suggest(name, timm.list_models())} "
