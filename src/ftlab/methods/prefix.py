@@ -79,9 +79,10 @@ class Prefix(Method):
     name = "prefix"
     requires = frozenset({Capability.HEAD, Capability.ATTENTION_KV})
     suggestion = (
-        "Prefixes go into attention that calls transformers' attention interface with "
-        "model.attn_implementation=sdpa or eager (not DeBERTa's disentangled or MPNet's "
-        "relative attention); use lora, last_n or full, which need only blocks."
+        "Prefixes need self-attention whose keys and values ftlab can extend (timm's plain "
+        "ViT attention; Hugging Face attention with model.attn_implementation=sdpa or eager, "
+        "not DeBERTa's or MPNet's relative attention); use lora, last_n or full, which need "
+        "only blocks."
     )
 
     def __init__(
