@@ -65,6 +65,10 @@ CASES = [
     Case("unknown data", "train", ["data=mnist"], 1, ["data/mnist", "fashion_mnist"]),
     Case("unknown logger", "train", ["logger=wandbx"], 1, ["logger/wandbx", "wandb"]),
     Case(
+        "method setting that does not exist", "train", ["method=lora", "+method.rank=16"], 2,
+        ["method.rank is not a setting of method=lora", "alpha", "r, targets"],
+    ),
+    Case(
         "timm name that does not exist", "train", ["model.name=resnet_18"], 2,
         ["model.name='resnet_18' is not a timm model", "Did you mean 'resnet18'"],
     ),
@@ -74,7 +78,7 @@ CASES = [
     ),
     Case(
         "method the backbone cannot take", "train", ["method=prefix"], 2,
-        ["method=prefix needs", "tf_efficientnet_lite0", "Use lora, last_n or full"],
+        ["method=prefix needs", "tf_efficientnet_lite0", "use lora, last_n or full"],
     ),
     Case(
         "ViT whose patches do not tile the data's size", "train",

@@ -101,6 +101,9 @@ def test_mismatch_names_the_model_chosen_in_hydra(tmp_path, minilm_tokenizer, da
     (conf / "root.yaml").write_text(
         "defaults:\n  - data: fashion_mnist\n  - model: minilm\n  - paths: default\n  - _self_\nseed: 0\n"
     )
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()  # tests.conftest.compose leaves ftlab's conf initialised
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         cfg = compose("root.yaml", return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)

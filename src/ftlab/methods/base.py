@@ -8,6 +8,7 @@ statistics of what stays frozen. ``apply`` is idempotent and works without a Tra
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from ftlab.backbones.anatomy import Anatomy, Capability
-from ftlab.errors import ConfigError, MethodNotApplicable
+from ftlab.errors import ConfigError, MethodNotApplicable, suggest
 
 
 class Method(pl.Callback):
@@ -34,13 +35,42 @@ class Method(pl.Callback):
                 f"ftlab.backbones.Capability: {', '.join(c.value for c in Capability)}."
             )
 
-    def __init__(self, lr: float | None = None, layer_decay: float | None = None, **_: Any):
+    def __init__(
+        self,
+        lr: float | None = None,
+        layer_decay: float | None = None,
+        name: str | None = None,
+        **unknown: Any,
+    ):
+        if name is not None:  # a variant's own name (dora, adapter_pfeiffer, ...)
+            self.name = str(name)
+        if unknown:
+            key = sorted(unknown)[0]
+            valid = self.settings()
+            raise ConfigError(
+                f"method.{key} is not a setting of method={self.name} (valid: "
+                f"{', '.join(valid)}).{suggest(key, valid)}"
+            )
         if lr is not None and lr <= 0:
             raise ConfigError(f"method.lr={lr} must be > 0.")
         if layer_decay is not None and not 0 < layer_decay <= 1:
             raise ConfigError(f"method.layer_decay={layer_decay} must be in (0, 1].")
         self.lr = lr
         self.layer_decay = layer_decay
+
+    @classmethod
+    def settings(cls) -> list[str]:
+        """Every keyword this method's constructors accept: its valid config keys."""
+        names = {"name"}
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None or klass is object:
+                continue
+            for param in inspect.signature(init).parameters.values():
+                if param.kind is param.KEYWORD_ONLY or param.kind is param.POSITIONAL_OR_KEYWORD:
+                    names.add(param.name)
+        names.discard("self")
+        return sorted(names)
 
     # -- what users see ------------------------------------------------------------------
     @property
@@ -152,6 +182,12 @@ def freeze_batchnorm(root: nn.Module) -> int:
 NORMS = (nn.LayerNorm, nn.RMSNorm)
 
 
+def is_norm(module: nn.Module) -> bool:
+    """A normalisation layer: torch's, or a model's own (transformers' ``LlamaRMSNorm``,
+    ``GemmaRMSNorm``, ... subclass ``nn.Module``, not ``nn.RMSNorm``)."""
+    return isinstance(module, NORMS) or type(module).__name__.endswith(("LayerNorm", "RMSNorm"))
+
+
 def train_block_extras(
     module: nn.Module, norms: bool, bias: bool, layers: list[int] | None = None
 ) -> None:
@@ -163,7 +199,7 @@ def train_block_extras(
         block = backbone.get_submodule(block_name)
         if norms:
             for sub in block.modules():
-                if isinstance(sub, NORMS):
+                if is_norm(sub):
                     sub.requires_grad_(True)
         if bias:
             for name, param in block.named_parameters():
