@@ -27,7 +27,7 @@ def bf16_llama(tmp_path_factory) -> HFEncoderBackbone:
     return HFEncoderBackbone(str(model_dir("llama", root)), pretrained=False, dtype="bfloat16")
 
 
-@pytest.mark.parametrize("method_name", METHODS)
+@pytest.mark.parametrize("method_name", sorted(set(METHODS) - {"bitfit"}))  # Llama: no biases
 def test_frozen_weights_in_bf16_and_what_trains_in_fp32(bf16_llama, method_name, tmp_path):
     method = instantiate(compose([f"method={method_name}"], tmp_path).method)
     module = FineTuneModule(
@@ -35,7 +35,7 @@ def test_frozen_weights_in_bf16_and_what_trains_in_fp32(bf16_llama, method_name,
         num_classes=3,
         optimizer=functools.partial(torch.optim.AdamW, lr=1e-2),
     )
-    method.apply(module)  # every method applies to a Llama
+    method.apply(module)  # every other method applies to a Llama
     batch = dict(bf16_llama.tokenizer(TEXTS, padding=True, return_tensors="pt"))
     _trains_under_autocast(module, batch, torch.tensor([0, 2]))
 

@@ -247,3 +247,26 @@ def test_gradient_checkpointing_on_every_family_or_a_sentence(family, tmp_path):
     assert len(grads[0]) == len(grads[1]) > 0
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+#: decoders whose linear layers have no biases (Qwen2 keeps them on q, k and v)
+BIAS_FREE = ["gemma", "llama", "mistral", "phi3", "qwen3"]
+
+
+@pytest.mark.parametrize("family", BIAS_FREE)
+def test_bitfit_on_a_bias_free_model_is_refused_not_a_silent_probe(backbones, family, tmp_path):
+    outcome = run_or_refuse(backbones[family], "bitfit", _batch(backbones[family]), tmp_path)
+    assert outcome.startswith("refused: method=bitfit trains biases and")
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma", "gpt2"])
+def test_train_norms_reaches_the_models_own_norm_classes(backbones, family):
+    """transformers' LlamaRMSNorm and GemmaRMSNorm subclass nn.Module, not nn.RMSNorm."""
+    from ftlab.methods import Adapter
+
+    module = FineTuneModule(copy.deepcopy(backbones[family]), num_classes=3)
+    Adapter(train_norms=True).apply(module)
+    blocks = backbones[family].anatomy.num_blocks
+    norms = [n for n, p in module.named_parameters() if p.requires_grad and "norm" in n.lower()]
+    norms += [n for n, p in module.named_parameters() if p.requires_grad and ".ln_" in n]
+    assert len({n.split(".weight")[0].split(".bias")[0] for n in norms}) >= 2 * blocks

@@ -6,6 +6,7 @@ from __future__ import annotations
 from torch import nn
 
 from ftlab.backbones.anatomy import Capability
+from ftlab.errors import MethodNotApplicable
 from ftlab.methods.base import Method, train_block_extras
 
 
@@ -22,3 +23,9 @@ class BitFit(Method):
 
     def modify(self, module: nn.Module) -> None:
         train_block_extras(module, norms=self.train_norms, bias=True)
+        backbone = module.backbone
+        if not any(n.endswith("bias") and p.requires_grad for n, p in backbone.named_parameters()):
+            raise MethodNotApplicable(  # Llama-type decoders: bias-free linear layers
+                f"method=bitfit trains biases and {backbone.label}'s blocks have none; use "
+                "lora, last_n or linear_probe."
+            )
