@@ -27,6 +27,8 @@ def register_resolvers() -> None:
         from ftlab.hardware import best_precision
 
         OmegaConf.register_new_resolver("ftlab.precision", best_precision)
+    if not OmegaConf.has_resolver("ftlab.basename"):  # a model dir's name, not its path
+        OmegaConf.register_new_resolver("ftlab.basename", lambda p: Path(str(p)).name)
     if not OmegaConf.has_resolver("ftlab.data_dir"):
         from ftlab.paths import default_data_dir
 
