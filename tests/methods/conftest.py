@@ -7,6 +7,7 @@ import copy
 import functools
 import os
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -111,16 +112,28 @@ EVERYWHERE = {"linear_probe", "last_n", "full", "full_llrd", "gradual", "lora", 
 #: bitfit runs wherever the blocks have biases (not Llama-type decoders)
 
 
+@functools.cache
+def _method_config(method_name: str):
+    from tests.conftest import compose
+
+    return compose([f"method={method_name}"], Path("unused")).method
+
+
+def method_from_config(method_name: str):
+    """A fresh method from ``conf/method/<method_name>.yaml`` (composed once per name:
+    Hydra's compose costs ~0.4 s, and the family tables build hundreds)."""
+    from hydra.utils import instantiate
+
+    return instantiate(_method_config(method_name))
+
+
 def run_or_refuse(backbone, method_name: str, batch: dict, tmp_path) -> str:
     """The method config ``method_name`` on a copy of ``backbone``: two steps that move the
     head (and LoRA weights) and nothing frozen, or a one-sentence refusal naming the
     backbone. Returns "ran" or "refused: <the sentence>"."""
-    from hydra.utils import instantiate
-    from tests.conftest import compose
-
     from ftlab.errors import ConfigError, MethodNotApplicable
 
-    method = instantiate(compose([f"method={method_name}"], tmp_path).method)
+    method = method_from_config(method_name)
     backbone = copy.deepcopy(backbone)
     torch.manual_seed(0)
     module = FineTuneModule(

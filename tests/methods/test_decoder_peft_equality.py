@@ -9,9 +9,14 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers
-from hydra.utils import instantiate
-from tests.conftest import compose
-from tests.methods.conftest import NUM_CLASSES, TEXTS, count, head_count, train_steps
+from tests.methods.conftest import (
+    NUM_CLASSES,
+    TEXTS,
+    count,
+    head_count,
+    method_from_config,
+    train_steps,
+)
 from tests.methods.test_hf_families import model_dir
 
 from ftlab.backbones import HFEncoderBackbone
@@ -30,7 +35,7 @@ def models_root(tmp_path_factory):
 def ftlab_module(family: str, method_name: str, root, tmp_path):
     """The module ``model=hf model.name=<dir> method=<method_name>`` trains, and its method
     and the HF weights it started from (before injection)."""
-    method = instantiate(compose([f"method={method_name}"], tmp_path).method)
+    method = method_from_config(method_name)
     torch.manual_seed(0)
     backbone = HFEncoderBackbone(str(model_dir(family, root)), pretrained=False)
     weights = {k: v.clone() for k, v in backbone.model.state_dict().items()}

@@ -10,9 +10,8 @@ import json
 
 import pytest
 import torch
-from hydra.utils import instantiate
 from tests.conftest import compose
-from tests.methods.conftest import TEXTS, snapshot
+from tests.methods.conftest import TEXTS, method_from_config, snapshot
 from tests.methods.test_hf_families import METHODS, model_dir
 
 from ftlab.backbones import HFEncoderBackbone, TimmBackbone
@@ -29,7 +28,7 @@ def bf16_llama(tmp_path_factory) -> HFEncoderBackbone:
 
 @pytest.mark.parametrize("method_name", sorted(set(METHODS) - {"bitfit"}))  # Llama: no biases
 def test_frozen_weights_in_bf16_and_what_trains_in_fp32(bf16_llama, method_name, tmp_path):
-    method = instantiate(compose([f"method={method_name}"], tmp_path).method)
+    method = method_from_config(method_name)
     module = FineTuneModule(
         copy.deepcopy(bf16_llama),
         num_classes=3,
@@ -55,7 +54,7 @@ def test_timm_frozen_weights_in_bf16(family, method_name, tmp_path):
     torch.manual_seed(0)
     backbone = TimmBackbone(name, pretrained=False, model_kwargs=kwargs, dtype="bfloat16")
     module = FineTuneModule(backbone, num_classes=3)
-    method = instantiate(compose([f"method={method_name}"], tmp_path).method)
+    method = method_from_config(method_name)
     method.apply(module)
     batch = _batch(family)
     _trains_under_autocast(module, {"pixel_values": batch["pixel_values"]}, batch["labels"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from tests.methods.conftest import EVERYWHERE, TEXTS, run_or_refuse
+from tests.methods.conftest import EVERYWHERE, TEXTS, method_from_config, run_or_refuse
 
 from ftlab.backbones import Capability, HFEncoderBackbone
 from ftlab.backbones.assets import minilm_path
@@ -130,15 +130,12 @@ def test_adapters_start_as_the_identity_and_then_change_the_output(
     """Every family takes adapters at its sub-layer outputs (found from the structure or a
     row of SUBLAYERS); with their up-projections at zero the model is unchanged, and the
     sites are live: a non-zero up-projection changes every family's features."""
-    from hydra.utils import instantiate
-    from tests.conftest import compose
-
     backbone = copy.deepcopy(backbones[family]).eval()
     batch = _batch(backbone)
     with torch.no_grad():
         plain = backbone(batch)
     module = FineTuneModule(backbone, num_classes=3)
-    instantiate(compose([f"method={method_name}"], tmp_path).method).apply(module)
+    method_from_config(method_name).apply(module)
     module.eval()
     ups = [p for n, p in module.named_parameters() if n.endswith("up.weight")]
     assert len(ups) >= backbone.anatomy.num_blocks
@@ -203,12 +200,10 @@ def test_last_pooling_equals_what_transformers_sequence_classifier_pools(backbon
 def test_a_decoders_trainable_state_rebuilds_the_same_model(backbones, method_name, tmp_path):
     """Trainable state -> a fresh backbone + a fresh method -> the same outputs; LoRA also
     merged into plain layers (fp32)."""
-    from hydra.utils import instantiate
-    from tests.conftest import compose
     from tests.methods.conftest import features, train_steps
 
     def build():
-        method = instantiate(compose([f"method={method_name}"], tmp_path).method)
+        method = method_from_config(method_name)
         torch.manual_seed(0)
         module = FineTuneModule(copy.deepcopy(backbones["llama"]), num_classes=3)
         method.apply(module)
