@@ -149,21 +149,22 @@ def test_adapters_start_as_the_identity_and_then_change_the_output(
 
 
 @pytest.mark.parametrize("deep", [False, True], ids=["shallow", "deep"])
-@pytest.mark.parametrize("family", sorted(DECODERS))
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_prompts_go_before_the_text_and_padding_changes_nothing(backbones, family, deep):
-    """Causal attention: the text sees prompts only if they come first. Pooled from the
-    last real token, a text alone equals itself in a padded batch, either side."""
+    """Causal attention: the text sees prompts only if they come first; an encoder keeps
+    its [CLS] in front. A text alone equals itself in a padded batch (either side on a
+    decoder, which pools the last real token), and the prompts reach what is pooled."""
     from ftlab.methods import Prompt
 
     backbone = copy.deepcopy(backbones[family])
     module = FineTuneModule(backbone, num_classes=3)
     Prompt(num_tokens=3, deep=deep).apply(module)
-    assert backbone.token_slot.start == 0
+    assert backbone.token_slot.start == (0 if family in DECODERS else 1)
     module.eval()
     alone = dict(backbone.tokenizer(TEXTS[:1], return_tensors="pt"))
     with torch.no_grad():
         reference = backbone(alone)[0]
-        for side in ("right", "left"):
+        for side in ("right", "left") if family in DECODERS else ("right",):
             backbone.tokenizer.padding_side = side
             batch = dict(backbone.tokenizer(TEXTS, padding=True, return_tensors="pt"))
             torch.testing.assert_close(backbone(batch)[0], reference, atol=1e-5, rtol=1e-4)
