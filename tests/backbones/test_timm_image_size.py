@@ -129,7 +129,7 @@ def test_vit_tiny_trains_on_the_default_data_and_eval_rebuilds_it(tmp_path, data
 
 @pytest.mark.slow
 def test_ftlab_train_vit_tiny_lora_runs_on_the_default_data(tmp_path, data_dir):
-    proc = ftlab_cli("train", *VIT_RUN, "+trainer.max_steps=2", f"hydra.run.dir={tmp_path}")
+    proc = ftlab_cli("train", *VIT_RUN, "trainer.max_steps=2", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["status"] == "done" and results["model"] == "vit_tiny"
