@@ -15,6 +15,7 @@ from tests.methods.conftest import TEXTS, method_from_config, snapshot
 from tests.methods.test_hf_families import METHODS, model_dir
 
 from ftlab.backbones import HFEncoderBackbone, TimmBackbone
+from ftlab.config import CONF_DIR
 from ftlab.errors import ConfigError
 from ftlab.module import FineTuneModule
 
@@ -136,3 +137,13 @@ def test_quantization_without_cuda_is_refused_with_what_works_instead(tmp_path):
 def test_bad_quantization_settings_say_what_is_valid(kwargs, message, tmp_path):
     with pytest.raises(ConfigError, match=message):
         HFEncoderBackbone(str(model_dir("llama", tmp_path)), **kwargs)
+
+
+@pytest.mark.parametrize("model", sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml")))
+def test_every_model_config_takes_the_memory_knobs(model, tmp_path):
+    """``model.dtype=bfloat16`` on any model (and ``model.quantization`` on a Hugging Face
+    one) is a setting, not Hydra's "key not in struct"."""
+    cfg = compose([f"model={model}"], tmp_path)
+    assert cfg.model.dtype is None and cfg.model.grad_checkpointing is False
+    if "HFEncoderBackbone" in cfg.model._target_:
+        assert cfg.model.quantization is None
