@@ -266,3 +266,21 @@ def test_train_norms_reaches_the_models_own_norm_classes(backbones, family):
     norms = [n for n, p in module.named_parameters() if p.requires_grad and "norm" in n.lower()]
     norms += [n for n, p in module.named_parameters() if p.requires_grad and ".ln_" in n]
     assert len({n.split(".weight")[0].split(".bias")[0] for n in norms}) >= 2 * blocks
+
+
+def test_prompts_past_the_position_table_say_what_to_lower(backbones):
+    """GPT-2 has 64 learned positions here: 60 tokens + 10 prompts cannot fit."""
+    from ftlab.methods import Prompt
+
+    backbone = copy.deepcopy(backbones["gpt2"])
+    module = FineTuneModule(backbone, num_classes=3)
+    Prompt(num_tokens=10).apply(module)
+    ids = torch.randint(1000, 2000, (1, 60))
+    with pytest.raises(
+        ConfigError,
+        match=r"70 tokens, 10 of them prompts, need more positions "
+        r"than gpt2 has \(max_position_embeddings=64\); lower data.max_length",
+    ):
+        backbone({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+    short = ids[:, :50]  # 60 positions: fits
+    assert backbone({"input_ids": short, "attention_mask": torch.ones_like(short)}).shape == (1, 32)

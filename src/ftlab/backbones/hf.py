@@ -172,8 +172,26 @@ class HFEncoderBackbone(Backbone):
         if self._positions and "attention_mask" in inputs:
             mask = inputs["attention_mask"].long()
             inputs["position_ids"] = (mask.cumsum(1) - 1).clamp(min=0)
-        hidden = self.model(**inputs).last_hidden_state
+        try:
+            hidden = self.model(**inputs).last_hidden_state
+        except IndexError as err:  # a position embedding table too short for the sequence
+            too_long = self._too_long(inputs)
+            if too_long is None:
+                raise
+            raise too_long from err
         return hidden if slot is None else slot.remove(hidden)
+
+    def _too_long(self, inputs: dict[str, torch.Tensor]) -> ConfigError | None:
+        limit = getattr(self.config, "max_position_embeddings", None)
+        length = inputs["attention_mask"].shape[1] if "attention_mask" in inputs else None
+        if not limit or length is None or length < limit - 2:  # RoBERTa/OPT: offset of 2
+            return None
+        prompts = f", {self.token_slot.count} of them prompts," if self.token_slot else ""
+        return ConfigError(
+            f"{length} tokens{prompts} need more positions than {self.label} has "
+            f"(max_position_embeddings={limit}); lower data.max_length"
+            f"{' or method.num_tokens' if prompts else ''}."
+        )
 
     @property
     def _prompts_via_table(self) -> bool:
