@@ -274,3 +274,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def copy_lora_into_peft(module: FineTuneModule, peft_model: torch.nn.Module) -> dict:
+    """Copy ftlab's LoRA weights into a ``get_peft_model`` model of the same base, matched
+    by module path (both sides must have exactly the same LoRA parameters). Returns
+    ftlab's, by path."""
+    ours = {
+        n.removeprefix("backbone.model."): p for n, p in module.named_parameters() if "lora_" in n
+    }
+    theirs = {
+        n.removeprefix("base_model.model."): p
+        for n, p in peft_model.named_parameters()
+        if "lora_" in n
+    }
+    assert ours and ours.keys() == theirs.keys()
+    with torch.no_grad():
+        for name, param in theirs.items():
+            param.copy_(ours[name])
+    return ours

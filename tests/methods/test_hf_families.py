@@ -97,17 +97,23 @@ def test_every_method_runs_or_refuses_with_a_sentence(backbones, family, method_
     run_or_refuse(backbones[family], method_name, _batch(backbones[family]), tmp_path)
 
 
-@pytest.mark.parametrize("family", sorted(DECODERS))
-def test_last_token_pooling_ignores_padding_on_either_side(backbones, family):
-    backbone = copy.deepcopy(backbones[family]).eval()
-    alone = backbone.tokenizer(TEXTS[:1], return_tensors="pt")
+def assert_padding_blind(backbone: HFEncoderBackbone, family: str) -> torch.Tensor:
+    """The first text alone equals itself in a padded batch: padded on either side for a
+    decoder (which pools the last real token), on the right for an encoder. Returns it."""
+    alone = dict(backbone.tokenizer(TEXTS[:1], return_tensors="pt"))
     with torch.no_grad():
-        reference = backbone(dict(alone))[0]
-        for side in ("right", "left"):
+        reference = backbone(alone)[0]
+        for side in ("right", "left") if family in DECODERS else ("right",):
             backbone.tokenizer.padding_side = side
             batch = dict(backbone.tokenizer(TEXTS, padding=True, return_tensors="pt"))
             assert not batch["attention_mask"][0].all(), "the first text must be padded"
             torch.testing.assert_close(backbone(batch)[0], reference, atol=1e-5, rtol=1e-4)
+    return reference
+
+
+@pytest.mark.parametrize("family", sorted(DECODERS))
+def test_last_token_pooling_ignores_padding_on_either_side(backbones, family):
+    assert_padding_blind(copy.deepcopy(backbones[family]).eval(), family)
 
 
 def test_cls_pooling_on_a_decoder_is_refused_with_the_reason(tmp_path):
@@ -161,13 +167,9 @@ def test_prompts_go_before_the_text_and_padding_changes_nothing(backbones, famil
     Prompt(num_tokens=3, deep=deep).apply(module)
     assert backbone.token_slot.start == (0 if family in DECODERS else 1)
     module.eval()
+    reference = assert_padding_blind(backbone, family)
     alone = dict(backbone.tokenizer(TEXTS[:1], return_tensors="pt"))
     with torch.no_grad():
-        reference = backbone(alone)[0]
-        for side in ("right", "left") if family in DECODERS else ("right",):
-            backbone.tokenizer.padding_side = side
-            batch = dict(backbone.tokenizer(TEXTS, padding=True, return_tensors="pt"))
-            torch.testing.assert_close(backbone(batch)[0], reference, atol=1e-5, rtol=1e-4)
         prompts = [m for n, m in module.named_modules() if n.endswith(".prompt")]
         # the prompts reach the pooled token (noise: a constant shift is what LayerNorm removes)
         prompts[0].tokens.add_(torch.randn_like(prompts[0].tokens))

@@ -11,7 +11,7 @@ import peft
 import pytest
 import torch
 from tests.methods.conftest import TEXTS
-from tests.methods.test_hf_families import DECODERS, FAMILIES, model_dir
+from tests.methods.test_hf_families import FAMILIES, assert_padding_blind, model_dir
 
 from ftlab.backbones import HFEncoderBackbone
 from ftlab.methods.prefix import Prefix
@@ -76,14 +76,7 @@ PREFIXABLE = sorted(set(FAMILIES) - NO_PREFIX)
 @pytest.mark.parametrize("family", PREFIXABLE)
 def test_a_text_alone_equals_itself_in_a_padded_batch(family, tmp_path):
     module, backbone = prefixed(family, tmp_path)
-    alone = dict(backbone.tokenizer(TEXTS[:1], return_tensors="pt"))
-    with torch.no_grad():
-        reference = backbone(alone)[0]
-        for side in ("right", "left") if family in DECODERS else ("right",):
-            backbone.tokenizer.padding_side = side
-            batch = dict(backbone.tokenizer(TEXTS, padding=True, return_tensors="pt"))
-            assert not batch["attention_mask"][0].all()
-            torch.testing.assert_close(backbone(batch)[0], reference, atol=1e-5, rtol=1e-4)
+    assert_padding_blind(backbone, family)
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2", "distilbert", "roberta"])

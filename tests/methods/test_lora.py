@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tests.methods.conftest import copy_lora_into_peft
 
 from ftlab.backbones import HFEncoderBackbone, TimmBackbone
 from ftlab.backbones.assets import minilm_path
@@ -121,18 +122,7 @@ def test_same_as_peft_used_directly(family):
     plain = FAMILIES[family]()  # same seed: the same random weights as `module`'s
     targets = method.target_modules(plain.anatomy)
     peft_model = get_peft_model(plain.model, LoraConfig(r=4, lora_alpha=8, target_modules=targets))
-    ours = {
-        n.removeprefix("backbone.model."): p for n, p in module.named_parameters() if "lora_" in n
-    }
-    theirs = {
-        n.removeprefix("base_model.model."): p
-        for n, p in peft_model.named_parameters()
-        if "lora_" in n
-    }
-    assert ours.keys() == theirs.keys()
-    with torch.no_grad():
-        for name, p in theirs.items():
-            p.copy_(ours[name])
+    copy_lora_into_peft(module, peft_model)
     peft_model.eval()
     x = batch(module)
     features = module.backbone(x)
