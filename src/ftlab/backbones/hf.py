@@ -123,6 +123,10 @@ class HFEncoderBackbone(Backbone):
         self._inputs = [k for k in wanted if k in accepted]
         # decoders: positions count real tokens only, so left padding shifts nothing
         self._positions = is_decoder(config) and "position_ids" in accepted
+        # prompts go in as input embeddings; decoders also need ftlab's positions
+        self._embeds_input = "inputs_embeds" in accepted and (
+            self._positions or not is_decoder(config)
+        )
         if grad_checkpointing:
             self.set_grad_checkpointing(True)
 
@@ -239,9 +243,7 @@ class HFEncoderBackbone(Backbone):
             return bert_anatomy(
                 self.model, self.config, has_cls, kv_ok and not self.config.is_decoder
             )
-        accepted = inspect.signature(self.model.forward).parameters
-        # prompts go in as input embeddings; decoders also need ftlab's positions
-        prompts = "inputs_embeds" in accepted and (self._positions or not is_decoder(self.config))
+        prompts = self._embeds_input
         anatomy = generic_anatomy(
             self.model,
             self.config,
