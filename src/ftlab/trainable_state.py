@@ -15,13 +15,18 @@ from ftlab.errors import CheckpointError
 
 
 def trainable_state_keys(root: nn.Module) -> set[str]:
-    """Trainable parameters, plus the buffers (BatchNorm statistics) of modules that
-    own a trainable parameter."""
+    """Trainable parameters, plus the persistent buffers (BatchNorm statistics) of modules
+    that own a trainable parameter (a non-persistent buffer, like the index tensors of
+    peft's OFT, is rebuilt with the module and never in a state dict)."""
     keys = {n for n, p in root.named_parameters() if p.requires_grad}
     for mod_name, sub in root.named_modules():
         if any(p.requires_grad for p in sub.parameters(recurse=False)):
             prefix = f"{mod_name}." if mod_name else ""
-            keys |= {prefix + b for b, _ in sub.named_buffers(recurse=False)}
+            keys |= {
+                prefix + b
+                for b, _ in sub.named_buffers(recurse=False)
+                if b not in sub._non_persistent_buffers_set
+            }
     return keys
 
 
