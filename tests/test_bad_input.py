@@ -69,6 +69,16 @@ CASES = [
         ["method.rank is not a setting of method=lora", "alpha", "r, targets"],
     ),
     Case(
+        "peft tuner class misspelt", "train", ["method=peft", "method.tuner._target_=peft.IA3Confg"],
+        2, ["method.tuner._target_='peft.IA3Confg' is not an importable class", "peft.LoHaConfig",
+            "Did you mean 'peft.IA3Config'"],
+    ),
+    Case(
+        "peft tuner that adds tokens, not layers", "train",
+        ["method=peft", "method.tuner._target_=peft.PromptTuningConfig"], 2,
+        ["is a prompt-learning config", "use method=prompt or method=prefix"],
+    ),
+    Case(
         "timm name that does not exist", "train", ["model.name=resnet_18"], 2,
         ["model.name='resnet_18' is not a timm model", "Did you mean 'resnet18'"],
     ),

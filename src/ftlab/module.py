@@ -131,6 +131,9 @@ class FineTuneModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss, logits = self._step(batch)
+        extra = self.method.regularization(self) if self.method is not None else None
+        if extra is not None:  # logged loss and NaN checks include it: it is what trains
+            loss = loss + extra
         self._watch_loss(loss)
         self.train_metrics.update(logits, batch["labels"])
         # Lightning's log() costs about a millisecond per call: the loss goes to the

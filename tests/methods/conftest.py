@@ -119,6 +119,23 @@ def _method_config(method_name: str):
     return compose([f"method={method_name}"], Path("unused")).method
 
 
+def mechanisms() -> list[str]:
+    """The method configs that the wide family tables (every timm and HF family) run: all
+    but the peft tuner variants, which share one code path (``peft`` stands for them), and
+    LoRA's initialisation variants (PiSSA, OLoRA). The contract table runs them all."""
+    from ftlab.config import CONF_DIR
+
+    names = []
+    for path in sorted((CONF_DIR / "method").glob("*.yaml")):
+        cfg = _method_config(path.stem)
+        if cfg._target_ == "ftlab.methods.PeftTuner" and path.stem != "peft":
+            continue
+        if cfg._target_ == "ftlab.methods.LoRA" and cfg.get("init") not in (True, False):
+            continue
+        names.append(path.stem)
+    return names
+
+
 def method_from_config(method_name: str):
     """A fresh method from ``conf/method/<method_name>.yaml`` (composed once per name:
     Hydra's compose costs ~0.4 s, and the family tables build hundreds)."""
@@ -187,22 +204,6 @@ def features(module: FineTuneModule, batch: dict) -> torch.Tensor:
     return module(batch)
 
 
-def assert_round_trip(build, family: str, make_method, trained: FineTuneModule, batch) -> None:
-    """Trainable state -> fresh backbone + fresh method -> same outputs."""
-    state = trained.trainable_state_dict()
-    fresh = build(family, make_method())
-    fresh.load_trainable_state(state)
-    torch.testing.assert_close(features(fresh, batch), features(trained, batch), rtol=0, atol=0)
-
-
-def enable_checkpointing(module: FineTuneModule, family: str) -> None:
-    module.backbone.set_grad_checkpointing(True)
-    if family == "vit":
-        assert module.backbone.model.grad_checkpointing
-    else:
-        assert module.backbone.model.is_gradient_checkpointing
-
-
 def gradients(module: FineTuneModule, batch: dict, bf16: bool = False) -> dict[str, torch.Tensor]:
     module.train()
     module.zero_grad()
@@ -210,27 +211,6 @@ def gradients(module: FineTuneModule, batch: dict, bf16: bool = False) -> dict[s
         loss = module.loss_fn(module(batch).float(), batch["labels"])
     loss.backward()
     return {n: p.grad for n, p in module.trainable_parameters()}
-
-
-def assert_checkpointing_and_bf16(build, family: str, make_method, batch: dict) -> None:
-    """Non-reentrant gradient checkpointing gives every trainable parameter the same
-    gradient as a plain backward (fp32); under bf16 autocast every one gets a finite one."""
-    plain = build(family, make_method())
-    for module in (plain,):
-        for sub in module.modules():  # dropout would make the two passes differ
-            if isinstance(sub, torch.nn.Dropout):
-                sub.p = 0.0
-    checkpointed = copy.deepcopy(plain)
-    enable_checkpointing(checkpointed, family)
-    reference = gradients(plain, batch)
-    got = gradients(checkpointed, batch)
-    assert set(got) == set(reference)
-    for name, grad in reference.items():
-        assert grad is not None, f"{name} got no gradient"
-        assert got[name] is not None, f"{name} got no gradient under checkpointing"
-        torch.testing.assert_close(got[name], grad, rtol=1e-4, atol=1e-6, msg=name)
-    for name, grad in gradients(checkpointed, batch, bf16=True).items():
-        assert grad is not None and torch.isfinite(grad).all(), name
 
 
 def first_alone(batch: dict) -> tuple[dict, int]:
@@ -257,10 +237,7 @@ def helpers() -> SimpleNamespace:
         count=count,
         head_count=head_count,
         features=features,
-        assert_round_trip=assert_round_trip,
-        enable_checkpointing=enable_checkpointing,
         gradients=gradients,
-        assert_checkpointing_and_bf16=assert_checkpointing_and_bf16,
         first_alone=first_alone,
         assert_padding_invariant=assert_padding_invariant,
     )

@@ -121,36 +121,6 @@ def test_parallel_adapter_on_bert_reads_the_feed_forward_input(build, batches, h
     assert layer.intermediate.seen is None  # consumed, nothing held between calls
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_checkpoint_round_trip(build, batches, helpers, family):
-    batch = batches[family]
-
-    def make():
-        return Adapter(placement="parallel", train_norms=True)
-
-    module = build(family, make())
-    helpers.train_steps(module, batch)
-    helpers.assert_round_trip(build, family, make, module, batch)
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-def test_gradient_checkpointing_and_bf16(build, batches, helpers, family):
-    helpers.assert_checkpointing_and_bf16(
-        build, family, lambda: Adapter(placement="houlsby", init="normal"), batches[family]
-    )
-
-
-def test_apply_is_idempotent_and_names_are_stable(build):
-    method = Adapter()
-    module = build("vit", method)
-    names = [n for n, _ in module.named_parameters()]
-    method.apply(module)
-    assert [n for n, _ in module.named_parameters()] == names
-    assert names == [n for n, _ in build("vit", Adapter()).named_parameters()]
-    with pytest.raises(ConfigError, match="already applied"):
-        Adapter().apply(module)
-
-
 def test_trains_under_a_lightning_trainer(build, batches, tmp_path):
     module = build("vit")
     method = Adapter(placement="pfeiffer")

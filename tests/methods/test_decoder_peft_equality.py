@@ -73,7 +73,7 @@ def test_lora_equals_peft_get_peft_model_on_a_decoder(models_root, family, metho
         r=method.r,
         lora_alpha=method.alpha,
         lora_dropout=0.0,
-        target_modules=method.target_modules(backbone.anatomy),
+        target_modules=method.target_modules(backbone),
         use_dora=method.use_dora,
         fan_in_fan_out=DECODERS[family],
     )

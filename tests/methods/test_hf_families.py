@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from tests.methods.conftest import EVERYWHERE, TEXTS, method_from_config, run_or_refuse
+from tests.methods.conftest import EVERYWHERE, TEXTS, mechanisms, method_from_config, run_or_refuse
 
 from ftlab.backbones import Capability, HFEncoderBackbone
 from ftlab.backbones.assets import minilm_path
-from ftlab.config import CONF_DIR
 from ftlab.errors import ConfigError
 from ftlab.module import FineTuneModule
 
@@ -42,7 +41,7 @@ FAMILIES = {
                                             eos_token_id=102, cls_token_id=101, sep_token_id=102)),
 }  # fmt: skip
 DECODERS = {"gpt2", "llama", "qwen2", "qwen3", "mistral", "gemma", "phi3", "gpt_neox", "opt"}
-METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
+METHODS = mechanisms()
 
 
 @functools.cache

@@ -9,7 +9,7 @@ from tests.methods.conftest import copy_lora_into_peft
 
 from ftlab.backbones import HFEncoderBackbone, TimmBackbone
 from ftlab.backbones.assets import minilm_path
-from ftlab.errors import ConfigError
+from ftlab.errors import ConfigError, MethodNotApplicable
 from ftlab.methods import LoRA
 from ftlab.module import FineTuneModule
 
@@ -79,7 +79,7 @@ def test_counts_freezing_and_training(family):
     module, method = build(family, r=4)
     trainable = {n for n, p in module.named_parameters() if p.requires_grad}
     assert all("lora_" in n or n.startswith("head.") for n in trainable)
-    n_targets = len(method.target_modules(module.backbone.anatomy))
+    n_targets = len(method.target_modules(module.backbone))
     wrapped = [n for n, m in module.backbone.named_modules() if hasattr(m, "base_layer")]
     assert wrapped and (family == "cnn" or len(wrapped) == n_targets * 2)
     count = sum(p.numel() for p in module.parameters() if p.requires_grad)
@@ -120,7 +120,7 @@ def test_same_as_peft_used_directly(family):
     module.eval()
     torch.manual_seed(0)
     plain = FAMILIES[family]()  # same seed: the same random weights as `module`'s
-    targets = method.target_modules(plain.anatomy)
+    targets = method.target_modules(plain)
     peft_model = get_peft_model(plain.model, LoraConfig(r=4, lora_alpha=8, target_modules=targets))
     copy_lora_into_peft(module, peft_model)
     peft_model.eval()
@@ -142,38 +142,12 @@ def test_merge_equals_unmerged_in_fp32(family):
     torch.testing.assert_close(module(x), unmerged, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("family", ["vit", "bert"])
-def test_checkpoint_round_trip(family):
-    module, _ = build(family, r=4)
-    randomize_lora(module)
-    module.eval()
-    state = module.trainable_state_dict()
-    assert all("lora_" in k or k.startswith("head.") for k in state)
-    fresh, _ = build(family, seed=0, r=4)  # a fresh pretrained (here: same-seed) backbone
-    fresh.load_trainable_state(state)
-    fresh.eval()
-    x = batch(module)
-    torch.testing.assert_close(fresh(x), module(x), rtol=0, atol=0)
-
-
 def test_bad_sizes_and_presets():
     with pytest.raises(ConfigError, match="method.r=0"):
         LoRA(r=0)
     module = FineTuneModule(cnn(), num_classes=3)
-    with pytest.raises(ConfigError, match="method.targets='attention' is not a preset"):
+    with pytest.raises(MethodNotApplicable, match="targets the 'attention' preset, which"):
         LoRA(targets="attention").apply(module)
-
-
-def test_under_bf16_autocast_and_gradient_checkpointing():
-    module, _ = build("vit", r=4)
-    module.backbone.set_grad_checkpointing(True)
-    module.train()
-    x = batch(module)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = module(x).float().sum()
-    loss.backward()
-    grads = [p.grad for n, p in module.named_parameters() if "lora_B" in n]
-    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
 
 
 def test_grad_checkpointing_from_the_model_config(make_cfg):

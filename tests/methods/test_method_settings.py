@@ -1,5 +1,6 @@
-"""Method configs: each records its own name, and a key no constructor takes is an error
-naming the valid ones (it used to vanish into ``**kwargs``)."""
+"""Method configs: each records its own name, a key no constructor takes is an error
+naming the valid ones (it used to vanish into ``**kwargs``), and what is stored as
+hyperparameters is every setting's value, derived from the settings, never a copy."""
 
 from __future__ import annotations
 
@@ -24,7 +25,20 @@ def test_every_method_config_records_its_own_name(name, tmp_path):
 def test_every_key_of_a_method_config_is_a_setting(name, tmp_path):
     cfg = compose([f"method={name}"], tmp_path)
     method_class = type(instantiate(cfg.method))
-    assert set(cfg.method) - {"_target_"} <= set(method_class.settings())
+    assert set(cfg.method) - {"_target_", "_recursive_"} <= set(method_class.settings())
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_the_stored_hyperparameters_are_every_setting_as_configured(name, tmp_path):
+    from omegaconf import OmegaConf
+
+    cfg = compose([f"method={name}"], tmp_path)
+    method = instantiate(cfg.method)
+    hparams = method.hparams()
+    assert set(hparams) == set(type(method).settings())
+    for key, value in OmegaConf.to_container(cfg.method, resolve=True).items():
+        if not key.startswith("_"):
+            assert hparams[key] == value, key
 
 
 def test_an_unknown_key_names_the_valid_ones(tmp_path):

@@ -166,30 +166,6 @@ def test_folded_mlp_equals_unfolded_and_loads_as_plain_prefixes(build, batches, 
     torch.testing.assert_close(helpers.features(plain, batch), unfolded, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("reparam", ["none", "mlp"])
-def test_checkpoint_round_trip(build, batches, helpers, family, reparam):
-    batch = batches[family]
-
-    def make():
-        return Prefix(num_tokens=K, reparam=reparam, mlp_hidden=HIDDEN, train_bias=True)
-
-    module = build(family, make())
-    helpers.train_steps(module, batch)
-    helpers.assert_round_trip(build, family, make, module, batch)
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("reparam", ["none", "mlp"])
-def test_gradient_checkpointing_and_bf16(build, batches, helpers, family, reparam):
-    helpers.assert_checkpointing_and_bf16(
-        build,
-        family,
-        lambda: Prefix(num_tokens=K, reparam=reparam, mlp_hidden=HIDDEN),
-        batches[family],
-    )
-
-
 def test_refuses_a_cnn_with_a_sentence():
     cnn = TimmBackbone("resnet18", pretrained=False)
     with pytest.raises(MethodNotApplicable, match="lora, last_n or full"):

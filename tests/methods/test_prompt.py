@@ -169,26 +169,6 @@ def test_random_init_is_vpt_uniform(build):
     assert tokens.abs().max() <= bound and tokens.abs().max() > 0.9 * bound
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("deep", [False, True])
-def test_checkpoint_round_trip(build, batches, helpers, family, deep):
-    batch = batches[family]
-
-    def make():
-        return Prompt(num_tokens=K, deep=deep, train_norms=True)
-
-    module = build(family, make())
-    helpers.train_steps(module, batch)
-    helpers.assert_round_trip(build, family, make, module, batch)
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-def test_gradient_checkpointing_and_bf16(build, batches, helpers, family):
-    helpers.assert_checkpointing_and_bf16(
-        build, family, lambda: Prompt(num_tokens=K, deep=True), batches[family]
-    )
-
-
 def test_same_trainable_count_and_outputs_as_peft(build, batches, templates):
     """HF peft's prompt tuning prepends prompts to the word embeddings, before position
     and token-type embeddings and the LayerNorm; ftlab inserts them after the embedding

@@ -7,10 +7,9 @@ import functools
 
 import pytest
 import torch
-from tests.methods.conftest import run_or_refuse
+from tests.methods.conftest import mechanisms, run_or_refuse
 
 from ftlab.backbones import Capability, TimmBackbone
-from ftlab.config import CONF_DIR
 
 #: family -> (timm name, kwargs that make it tiny, its image size)
 FAMILIES = {
@@ -22,7 +21,7 @@ FAMILIES = {
     "convnext": ("convnext_atto", dict(dims=(8, 16, 32, 64), depths=(1, 1, 1, 1)), 32),
     "resnet": ("resnet18", dict(), 32),
 }  # fmt: skip
-METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
+METHODS = mechanisms()
 
 
 @functools.cache

@@ -73,6 +73,8 @@ def bert_anatomy(model: nn.Module, config: Any, has_cls: bool, kv_ok: bool) -> A
             "default": ["query", "value"],
             "attention": ["query", "key", "value", "attention.output.dense"],
             "all_linear": ["query", "key", "value", "dense"],
+            # full names: a suffix "output.dense" would also match attention.output.dense
+            "mlp": [f"{b}.{sub}.dense" for b in blocks for sub in ("intermediate", "output")],
         },
         embeddings="model.embeddings",
         special_tokens=1 if has_cls else 0,
@@ -130,7 +132,7 @@ def generic_anatomy(
     layer_ids = assign_layer_ids(
         ("model." + n for n, _ in model.named_parameters()), blocks, embedding_params.__contains__
     )
-    linear, attention = set(), set()
+    linear, attention, mlp = set(), set(), set()
     attention_modules: list[str] = []
     attention_linears: list[str] = []
     mlp_modules: list[str] = []
@@ -147,6 +149,8 @@ def generic_anatomy(
             if any(name.startswith(a + ".") for a in attention_modules[:1]):
                 attention.add(name)  # "attn.Wo", not "Wo": ModernBERT's MLP has a Wo too
                 attention_linears.append(name)
+            if any(name.startswith(m + ".") for m in mlp_modules[:1]):
+                mlp.add(name)
     sublayers = SUBLAYERS.get(config.model_type)
     if sublayers is None and attention_linears and mlp_modules:
         sublayers = (attention_linears[-1], mlp_modules[0], mlp_modules[0])
@@ -160,6 +164,8 @@ def generic_anatomy(
         presets["all_linear"] = sorted(linear)
     if attention:
         presets["attention"] = sorted(attention)
+    if mlp:
+        presets["mlp"] = sorted(mlp)
     peft_default = _peft_lora_targets(config.model_type)
     if peft_default and set(peft_default) <= linear:
         presets["default"] = list(peft_default)

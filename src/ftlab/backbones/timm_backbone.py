@@ -179,6 +179,7 @@ class TimmBackbone(Backbone):
                     "default": ["attn.qkv", "attn.proj"],
                     "attention": ["attn.qkv", "attn.proj"],
                     "all_linear": ["attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"],
+                    "mlp": ["mlp.fc1", "mlp.fc2"],
                 },
                 # prompts go in after norm_pre; rotary position embeddings (EVA) are sized to
                 # the patch grid, so inserted tokens would not fit them

@@ -8,6 +8,7 @@ from ftlab.methods.gradual import Gradual
 from ftlab.methods.last_n import LastN
 from ftlab.methods.linear_probe import LinearProbe
 from ftlab.methods.lora import LoRA
+from ftlab.methods.peft_tuner import PeftTuner
 from ftlab.methods.prefix import Prefix
 from ftlab.methods.prompt import Prompt
 
@@ -20,6 +21,7 @@ __all__ = [
     "LinearProbe",
     "LoRA",
     "Method",
+    "PeftTuner",
     "Prefix",
     "Prompt",
 ]

@@ -171,21 +171,6 @@ class Adapter(Method):
         size = f"d={self.bottleneck_dim}" if self.bottleneck_dim else f"r={self.reduction_factor}"
         return f"adapter({self.placement},{size})"
 
-    def hparams(self) -> dict[str, Any]:
-        return {
-            **super().hparams(),
-            "placement": self.placement,
-            "reduction_factor": self.reduction_factor,
-            "bottleneck_dim": self.bottleneck_dim,
-            "activation": self.activation,
-            "init": self.init,
-            "init_std": self.init_std,
-            "scaling": self.scaling,
-            "layers": self.layers,
-            "train_norms": self.train_norms,
-            "train_bias": self.train_bias,
-        }
-
     def hidden_size(self, width: int) -> int:
         """The bottleneck width for a stream of ``width`` features."""
         if self.bottleneck_dim is not None:

@@ -79,7 +79,9 @@ class Method(pl.Callback):
         return self.name
 
     def hparams(self) -> dict[str, Any]:
-        return {"name": self.name, "lr": self.lr, "layer_decay": self.layer_decay}
+        """Every setting's value, read from the attribute of the same name: derived from
+        the constructors' signatures (:meth:`settings`), never a hand-kept list."""
+        return {"name": self.name, **{k: getattr(self, k) for k in self.settings() if k != "name"}}
 
     # -- the mechanism ---------------------------------------------------------------------
     def check(self, anatomy: Anatomy, backbone_label: str = "this backbone") -> None:
@@ -133,6 +135,10 @@ class Method(pl.Callback):
 
     def modify(self, module: nn.Module) -> None:
         """Unfreeze or inject what this method trains (the head is handled by ``apply``)."""
+
+    def regularization(self, module: nn.Module) -> torch.Tensor | None:
+        """A term the method adds to the training loss (AdaLoRA's orthogonality), or None."""
+        return None
 
     def unfreeze_layers(self, module: nn.Module, first_layer_id: int) -> None:
         """Make every backbone parameter with layer id >= ``first_layer_id`` trainable."""

@@ -18,9 +18,6 @@ class BitFit(Method):
         super().__init__(**kwargs)
         self.train_norms = train_norms
 
-    def hparams(self) -> dict:
-        return {**super().hparams(), "train_norms": self.train_norms}
-
     def modify(self, module: nn.Module) -> None:
         train_block_extras(module, norms=self.train_norms, bias=True)
         backbone = module.backbone

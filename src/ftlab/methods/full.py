@@ -23,9 +23,6 @@ class Full(Method):
     def label(self) -> str:
         return f"full(freeze_first={self.freeze_first})" if self.freeze_first else "full"
 
-    def hparams(self) -> dict:
-        return {**super().hparams(), "freeze_first": self.freeze_first}
-
     def check(self, anatomy: Anatomy, backbone_label: str = "this backbone") -> None:
         super().check(anatomy, backbone_label)
         if self.freeze_first > anatomy.num_blocks:

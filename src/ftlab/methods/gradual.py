@@ -27,9 +27,6 @@ class Gradual(Method):
     def label(self) -> str:
         return f"gradual(every={self.every})"
 
-    def hparams(self) -> dict:
-        return {**super().hparams(), "every": self.every, "max_blocks": self.max_blocks}
-
     def _top(self, module: nn.Module) -> int:
         return module.backbone.anatomy.num_layers - 1
 

@@ -20,9 +20,6 @@ class LastN(Method):
     def label(self) -> str:
         return f"last_n(n={self.n})"
 
-    def hparams(self) -> dict:
-        return {**super().hparams(), "n": self.n}
-
     def check(self, anatomy: Anatomy, backbone_label: str = "this backbone") -> None:
         super().check(anatomy, backbone_label)
         validate_count(

@@ -112,17 +112,6 @@ class Prefix(Method):
     def label(self) -> str:
         return f"prefix({'mlp,' if self.reparam == 'mlp' else ''}k={self.num_tokens})"
 
-    def hparams(self) -> dict[str, Any]:
-        return {
-            **super().hparams(),
-            "num_tokens": self.num_tokens,
-            "reparam": self.reparam,
-            "mlp_hidden": self.mlp_hidden,
-            "init_std": self.init_std,
-            "train_norms": self.train_norms,
-            "train_bias": self.train_bias,
-        }
-
     def check(self, anatomy: Anatomy, backbone_label: str = "this backbone") -> None:
         super().check(anatomy, backbone_label)
         if len(anatomy.attention_kv) != anatomy.num_blocks:

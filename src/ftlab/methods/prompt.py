@@ -94,20 +94,6 @@ class Prompt(Method):
     def label(self) -> str:
         return f"prompt({'deep,' if self.deep else ''}k={self.num_tokens})"
 
-    def hparams(self) -> dict[str, Any]:
-        return {
-            **super().hparams(),
-            "num_tokens": self.num_tokens,
-            "deep": self.deep,
-            "position": self.position,
-            "init": self.init,
-            "init_std": self.init_std,
-            "init_text": self.init_text,
-            "dropout": self.dropout,
-            "train_norms": self.train_norms,
-            "train_bias": self.train_bias,
-        }
-
     def check(self, anatomy: Anatomy, backbone_label: str = "this backbone") -> None:
         super().check(anatomy, backbone_label)
         if (
