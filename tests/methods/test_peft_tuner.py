@@ -208,9 +208,19 @@ def test_a_bad_tuner_is_one_sentence_naming_what_would_work(tuner, targets, mess
     assert message in str(raised.value)
 
 
-def test_a_bad_tuner_option_or_preset_is_refused_when_applied(build):
-    with pytest.raises(ConfigError, match=r"peft's LoHaConfig refuses these settings: .*rank"):
-        PeftTuner(tuner={"_target_": "peft.LoHaConfig", "rank": 4}).apply(build("vit"))
+def test_a_bad_tuner_option_is_refused_before_anything_is_built(build):
+    with pytest.raises(ConfigError, match=r"method.tuner.rank is not an option of peft's Lo"):
+        PeftTuner(tuner={"_target_": "peft.LoHaConfig", "rank": 4})
+    with pytest.raises(ConfigError, match=r"valid: .*alpha, .*, r, .*Did you mean"):
+        PeftTuner(tuner={"_target_": "peft.LoKrConfig", "alhpa": 4})
+    # a value peft's own checks refuse, when the config is built on the backbone
+    with pytest.raises(ConfigError, match=r"peft's AdaLoraConfig refuses these settings"):
+        PeftTuner(
+            tuner={"_target_": "peft.AdaLoraConfig", "total_step": 8, "tinit": 5, "tfinal": 5}
+        ).apply(build("vit"))
+
+
+def test_a_misspelt_preset_is_refused_when_applied(build):
     with pytest.raises(ConfigError, match=r"method.targets='atention' is not a preset.*Did you"):
         PeftTuner(tuner={"_target_": "peft.LoHaConfig"}, targets="atention").apply(build("vit"))
 

@@ -87,6 +87,19 @@ def _is_prompt_learning(cls: type) -> bool:
     )
 
 
+def tuner_options(config_class: type) -> list[str]:
+    """The options a peft config takes from a user: its own fields, not the bookkeeping
+    every peft config shares (peft_type, task_type, base_model_name_or_path, ...)."""
+    import dataclasses
+
+    from peft import PeftConfig
+
+    shared = {f.name for f in dataclasses.fields(PeftConfig)}
+    return sorted(
+        f.name for f in dataclasses.fields(config_class) if f.init and f.name not in shared
+    )
+
+
 def injectable_configs() -> list[str]:
     """Names of the peft config classes whose tuners add layers (what ``tuner`` takes)."""
     from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
@@ -265,6 +278,14 @@ class PeftTuner(PeftInjected):
             )
         self.tuner = dict(tuner)
         self.config_class = peft_config_class(str(tuner["_target_"]))
+        options = tuner_options(self.config_class)
+        unknown = sorted(set(self.tuner) - {"_target_"} - set(options))
+        if unknown:
+            raise ConfigError(
+                f"method.tuner.{unknown[0]} is not an option of peft's "
+                f"{self.config_class.__name__} (valid: {', '.join(options)})."
+                f"{suggest(unknown[0], options)}"
+            )
 
     @property
     def label(self) -> str:
