@@ -95,3 +95,21 @@ def ftlab_cli(entry: str, *args: str, timeout: int = 600, **popen):
     return subprocess.run(
         cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO, **popen
     )
+
+
+def quiet_trainer(tmp_path: Path | None = None, **overrides):
+    """A CPU Lightning Trainer that writes and prints nothing, trains without validation
+    (``overrides`` change any of that: ``max_steps``, ``callbacks``, ...)."""
+    import lightning.pytorch as pl
+
+    options = dict(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
+    return pl.Trainer(**{**options, **overrides})

@@ -10,7 +10,7 @@ import torch
 from ftlab import optim
 from ftlab.errors import ConfigError
 from ftlab.train import build, train
-from tests.conftest import TINY_CNN
+from tests.conftest import TINY_CNN, quiet_trainer
 
 STRATEGIES = {
     "linear_probe": [],
@@ -29,16 +29,8 @@ def _method_overrides(key):
 
 def _fit(cfg, steps=3, epochs=1):
     datamodule, _, module, method = build(cfg)
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        max_steps=steps if epochs == 1 else -1,
-        callbacks=[method],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
+    trainer = quiet_trainer(
+        max_epochs=epochs, max_steps=steps if epochs == 1 else -1, callbacks=[method]
     )
     return datamodule, module, method, trainer
 

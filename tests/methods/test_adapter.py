@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import copy
 
-import lightning.pytorch as pl
 import pytest
 import torch
+from tests.conftest import quiet_trainer
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -124,18 +124,7 @@ def test_parallel_adapter_on_bert_reads_the_feed_forward_input(build, batches, h
 def test_trains_under_a_lightning_trainer(build, batches, tmp_path):
     module = build("vit")
     method = Adapter(placement="pfeiffer")
-    trainer = pl.Trainer(
-        max_steps=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        callbacks=[method],
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, max_steps=3, callbacks=[method])
     trainer.fit(module, train_dataloaders=DataLoader([batches["vit"]] * 3, batch_size=None))
     assert module.method is method
     ups = [m.adapter.up.weight for m in module.modules() if isinstance(m, AdapterSite)]

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from tests.conftest import TINY_CNN, ftlab_cli
+from tests.conftest import TINY_CNN, ftlab_cli, quiet_trainer
 from tests.methods.conftest import features, method_from_config, train_steps
 
 from ftlab.config import CONF_DIR
@@ -129,7 +129,6 @@ def test_adalora_regulariser_equals_peft_and_enters_the_training_loss(build, bat
 
 
 def test_adalora_regulariser_is_in_the_loss_a_trainer_trains(build, batches, tmp_path):
-    import lightning.pytorch as pl
     from torch.utils.data import DataLoader
 
     method = method_from_config("adalora")
@@ -144,17 +143,7 @@ def test_adalora_regulariser_is_in_the_loss_a_trainer_trains(build, batches, tmp
         cross_entropy = module._step(batch)[0]
         expected = cross_entropy + method.regularization(module)
     assert expected > cross_entropy
-    trainer = pl.Trainer(
-        max_steps=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[method],
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, max_steps=1, callbacks=[method])
     trainer.fit(module, train_dataloaders=DataLoader([batch], batch_size=None))
     torch.testing.assert_close(trainer.callback_metrics["train/loss"], expected)
 
