@@ -69,6 +69,12 @@ CASES = [
         ["method.rank is not a setting of method=lora", "alpha", "r, targets"],
     ),
     Case(
+        "hf_dataset file that does not exist", "train",
+        ["model=minilm", "data=hf_dataset", "data.source.path=parquet",
+         "data.source.data_files=/nonexistent/reviews.parquet"],
+        2, ["data.source.data_files names /nonexistent/reviews.parquet, which does not exist"],
+    ),
+    Case(
         "peft tuner class misspelt", "train", ["method=peft", "method.tuner._target_=peft.IA3Confg"],
         2, ["method.tuner._target_='peft.IA3Confg' is not an importable class", "peft.LoHaConfig",
             "Did you mean 'peft.IA3Config'"],

@@ -26,7 +26,8 @@ def build(name: str, data_dir: Path, seed: int = 0, **overrides) -> Classificati
 
 def test_every_dataset_has_a_config():
     assert NAMES == [
-        "bbc_news", "cifar10", "cifar100", "fashion_mnist", "image_folder", "rotten_tomatoes",
+        "bbc_news", "cifar10", "cifar100", "fashion_mnist", "hf_dataset", "image_folder",
+        "rotten_tomatoes",
         "text_csv",
     ]  # fmt: skip
     for name in NAMES:

@@ -3,6 +3,7 @@ classification. Hydra configs in ``conf/data/`` build a :class:`ClassificationDa
 around one source each."""
 
 from ftlab.data.datamodule import ClassificationDataModule
+from ftlab.data.hf_dataset import HFDataset
 from ftlab.data.images import CIFAR10, CIFAR100, FashionMNIST, ImageFolder
 from ftlab.data.sources import FIXED_SPLIT_SEED, Source, Split
 from ftlab.data.texts import BBCNews, RottenTomatoes, TextCSV
@@ -15,6 +16,7 @@ __all__ = [
     "BBCNews",
     "ClassificationDataModule",
     "FashionMNIST",
+    "HFDataset",
     "ImageFolder",
     "RottenTomatoes",
     "Source",

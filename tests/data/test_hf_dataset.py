@@ -1,0 +1,194 @@
+"""data=hf_dataset on real data written to the formats users keep: BBC News as parquet and
+JSON lines, Fashion-MNIST as an image folder, sentence pairs; the few-shot controls; and
+one sentence for each thing that can be wrong with the files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from tests.conftest import TINY_CNN, ftlab_cli
+from tests.data.conftest import TIMM_CONFIG_96
+
+from ftlab.data import ClassificationDataModule, HFDataset
+from ftlab.data.images import FashionMNIST
+from ftlab.data.texts import BBCNews
+from ftlab.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def bbc(data_dir) -> tuple[list[str], list[str]]:
+    """BBC News as a user would have it: texts and topic names, all 2,225 articles."""
+    source = BBCNews(data_dir)
+    texts, topics = [], []
+    for split in ("train", "test"):
+        part = source.load(split)
+        texts += list(part.items)
+        topics += [source.class_names[i] for i in part.labels]
+    return texts, topics
+
+
+@pytest.fixture(scope="module")
+def bbc_files(bbc, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bbc")
+    frame = pd.DataFrame({"article": bbc[0], "topic": bbc[1]})
+    frame.to_parquet(root / "bbc.parquet")
+    with open(root / "bbc.jsonl", "w") as f:
+        for text, topic in zip(*bbc, strict=True):
+            f.write(json.dumps({"article": text, "topic": topic}) + "\n")
+    return {"parquet": root / "bbc.parquet", "json": root / "bbc.jsonl", "root": root}
+
+
+@pytest.mark.parametrize("builder", ["parquet", "json"])
+def test_bbc_news_from_local_files_with_the_few_shot_controls(
+    bbc, bbc_files, builder, tmp_path, minilm_tokenizer
+):
+    def module(seed: int) -> ClassificationDataModule:
+        source = HFDataset(
+            path=builder,
+            data_files=str(bbc_files[builder]),
+            text_column="article",
+            label_column="topic",
+            cache_dir=tmp_path / "cache",
+        )
+        dm = ClassificationDataModule(
+            source, samples_per_class=5, val_samples=20, test_samples=50, seed=seed
+        )
+        dm.set_preprocessing(minilm_tokenizer)
+        return dm
+
+    dm = module(seed=0)
+    assert dm.modality == "text"
+    dm.setup()
+    assert dm.class_names == sorted(set(bbc[1]))  # no ClassLabel: the labels, sorted
+    train = dm.splits["train"]
+    assert np.bincount(train.labels).tolist() == [5] * 5
+    assert len(dm.splits["val"]) == 20 and len(dm.splits["test"]) == 50
+    texts = dict(zip(*bbc, strict=True))
+    for item, label in zip(train.items, train.labels, strict=True):
+        assert texts[item] == dm.class_names[label]  # each text keeps its own topic
+    other = module(seed=1)
+    other.setup()
+    assert other.splits["test"].items == dm.splits["test"].items  # fixed across seeds
+    assert set(other.splits["train"].items) != set(train.items)  # the few shots move
+
+
+@pytest.fixture(scope="module")
+def fashion_folder(data_dir, tmp_path_factory) -> tuple[Path, list[str]]:
+    """Six training and two test images of each Fashion-MNIST class, as PNG files in the
+    layout of an image folder (train/<class>/, test/<class>/)."""
+    source = FashionMNIST(data_dir)
+    root = tmp_path_factory.mktemp("fashion_folder")
+    names = [n.replace("/", "-") for n in source.class_names]
+    for split, per_class in (("train", 6), ("test", 2)):
+        part = source.load(split)
+        for label, name in enumerate(names):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for j, i in enumerate(np.flatnonzero(part.labels == label)[:per_class]):
+                Image.fromarray(part.items[i]).save(folder / f"{j}.png")
+    return root, names
+
+
+def test_fashion_mnist_from_an_image_folder(fashion_folder, tmp_path):
+    root, names = fashion_folder
+    source = HFDataset(path="imagefolder", files_dir=root, cache_dir=tmp_path / "cache")
+    assert source.modality == "image"  # the Image feature, found without being named
+    dm = ClassificationDataModule(source, samples_per_class=4, val_samples=10, seed=0)
+    dm.set_preprocessing(TIMM_CONFIG_96)
+    dm.setup()
+    assert dm.class_names == sorted(names)  # the folders, as datasets' ClassLabel names them
+    assert np.bincount(dm.splits["train"].labels).tolist() == [4] * 10
+    assert len(dm.splits["test"]) == 20  # the folder's own test split, not a carve
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["pixel_values"].shape[1:] == (3, 96, 96)
+    path, label = dm.splits["test"].items[0], dm.splits["test"].labels[0]
+    assert Path(path).parent.name == dm.class_names[label]
+
+
+def test_sentence_pairs_reach_the_tokenizer_as_pairs(tmp_path, minilm_tokenizer):
+    rows = [
+        {"premise": f"the cat sat on mat {i}", "hypothesis": f"a cat {i}", "label": i % 2}
+        for i in range(40)
+    ]
+    (tmp_path / "pairs.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    source = HFDataset(
+        path="json",
+        data_files=str(tmp_path / "pairs.jsonl"),
+        text_column="premise",
+        text_pair_column="hypothesis",
+        cache_dir=tmp_path / "cache",
+    )
+    dm = ClassificationDataModule(source, batch_size=4)
+    dm.set_preprocessing(minilm_tokenizer)
+    dm.setup()
+    assert dm.class_names == ["0", "1"]
+    first = dm.splits["train"].items[0]
+    assert isinstance(first, tuple) and first[0].startswith("the cat")
+    batch = next(iter(dm.train_dataloader()))
+    assert (batch["token_type_ids"] == 1).any(), "the second text is a second segment"
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_what_is_wrong_with_the_files_is_one_sentence(tmp_path):
+    good = [{"text": f"text {i}", "label": "a" if i % 2 else "b"} for i in range(20)]
+    train = _write(tmp_path / "train.jsonl", good)
+    cache = tmp_path / "cache"
+
+    def load(**kwargs):
+        source = HFDataset(path="json", cache_dir=cache, **kwargs)
+        return source.load("train")
+
+    with pytest.raises(DataError, match=r"has no column 'txt' \(data.source.text_column\); "):
+        load(data_files=str(train), text_column="txt")
+    with pytest.raises(DataError, match=r"test_split='tset' is not a split .* Did you mean"):
+        load(data_files={"train": str(train), "test": str(train)}, test_split="tset")
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(DataError, match=r"names .*empty.jsonl, which is empty"):
+        load(data_files=str(tmp_path / "empty.jsonl"))
+    unseen = _write(tmp_path / "test.jsonl", [{"text": "x", "label": "c"}])
+    with pytest.raises(DataError, match=r"label\(s\) 'c' that the train split does not have"):
+        load(data_files={"train": str(train), "test": str(unseen)})
+    with pytest.raises(DataError, match=r"which does not exist"):
+        load(data_files=str(tmp_path / "missing.jsonl"))
+    with pytest.raises(ConfigError, match="needs data.source.path"):
+        HFDataset()
+    with pytest.raises(ConfigError, match="set data.source.data_files"):
+        HFDataset(path="parquet")
+
+
+@pytest.mark.slow
+def test_ftlab_train_on_a_parquet_file(bbc_files, tmp_path):
+    """The whole run through the CLI on the parquet file, as the config's comment shows."""
+    tiny_text = [
+        "model=minilm",
+        "model.pretrained=false",
+        "model.config_overrides={num_hidden_layers:2,hidden_size:32,num_attention_heads:2,"
+        "intermediate_size:64}",
+        "data=hf_dataset",
+        "data.source.path=parquet",
+        f"data.source.data_files={bbc_files['parquet']}",
+        "data.source.text_column=article",
+        "data.source.label_column=topic",
+        f"data.source.cache_dir={tmp_path / 'cache'}",
+        "data.samples_per_class=4",
+        "data.val_samples=10",
+        "data.test_samples=20",
+        "data.max_length=32",
+        *[o for o in TINY_CNN if o.startswith(("trainer.", "logger", "callbacks", "print"))],
+    ]
+    done = ftlab_cli("train", *tiny_text, "method=lora", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert (record["data"], record["status"]) == ("hf_dataset", "done")
+    assert record["data/samples_per_class"] == 4 and 0 <= record["test/acc"] <= 1
+    assert torch.cuda.is_available() or record["memory/kind"] == "process_rss"
