@@ -88,13 +88,27 @@ def _sweep_params(overrides: list[str], tmp_path) -> tuple:
     return cfg, params
 
 
+def _options(group: str, values: str) -> list[str]:
+    """A sweep's values for a config group: a comma list, or Hydra's ``glob(pattern)``
+    (every option of the group whose name matches)."""
+    import fnmatch
+
+    if values.startswith("glob(") and values.endswith(")"):
+        pattern = values[len("glob(") : -1].split(",")[0].strip()
+        names = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+        found = [n for n in names if fnmatch.fnmatch(n, pattern)]
+        assert found, f"{group}={values} matches no option"
+        return found
+    return [v.strip() for v in values.split(",")]
+
+
 def _check_sweep_params(cfg, params: dict, tmp_path) -> None:
     """Every swept key exists: a config group's values are options of that group (each
     composes), any other key is a value of the composed config."""
     assert params, "the sweep sweeps nothing"
     for key, values in params.items():
         if (CONF_DIR / key).is_dir():
-            options = [v.strip() for v in str(values).split(",")]
+            options = _options(key, str(values))
             for option in options:
                 assert (CONF_DIR / key / f"{option}.yaml").is_file(), f"{key}={option}"
                 compose([f"{key}={option}"], tmp_path)
