@@ -16,6 +16,16 @@ from ftlab.records import mask_secrets
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
+def plain(value: Any) -> Any:
+    """An OmegaConf container as plain dicts and lists (resolved); anything else as it is.
+    For values handed on to libraries that check ``isinstance(x, dict)`` (peft, datasets)."""
+    from omegaconf import ListConfig
+
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("ftlab.cwd"):
         OmegaConf.register_new_resolver("ftlab.cwd", lambda: os.getcwd())

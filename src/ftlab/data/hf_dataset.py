@@ -17,22 +17,16 @@ from typing import Any
 
 import numpy as np
 
+from ftlab.config import plain
 from ftlab.data.sources import FIXED_SPLIT_SEED, FIXED_TEST_FRACTION, Source, Split
 from ftlab.data.splits import stratified_split
+from ftlab.data.texts import label_ids, label_order
 from ftlab.errors import ConfigError, DataError, suggest
 
 #: ``datasets``' packaged builders for local files (``path`` takes one, or a hub name)
 BUILDERS = ("csv", "json", "parquet", "arrow", "imagefolder", "text")
 #: column names taken when the config names none, in order
 TEXT_GUESSES = ("text", "sentence", "content", "review", "document")
-
-
-def _label_order(labels: set[str]) -> list[str]:
-    """Numeric labels in numeric order ("2" before "10"), any others alphabetically."""
-    try:
-        return sorted(labels, key=float)
-    except ValueError:
-        return sorted(labels)
 
 
 class HFDataset(Source):
@@ -89,7 +83,7 @@ class HFDataset(Source):
             )
         self.path = str(path)
         self.config_name = config_name
-        self.data_files = _plain(data_files)
+        self.data_files = plain(data_files)
         self.files_dir = str(Path(files_dir).expanduser()) if files_dir else None
         self.text_column = text_column
         self.text_pair_column = text_pair_column
@@ -207,7 +201,7 @@ class HFDataset(Source):
             return list(feature.names)
         train = self._split_named("train_split", self.train_split)
         values = {str(v).strip() for v in train[self.label_column] if v is not None}
-        return _label_order(values)
+        return label_order(values)
 
     def _labels(self, part, split: str) -> np.ndarray:
         self._check_column(part, "label_column", self.label_column, split)
@@ -223,17 +217,9 @@ class HFDataset(Source):
                     "missing label: drop those rows or pick another split."
                 )
             return labels
-        index = {name: i for i, name in enumerate(names)}
         text = ["" if v is None else str(v).strip() for v in raw]
-        unknown = sorted(set(text) - set(index))
-        if unknown:
-            raise DataError(
-                f"the {split} split of {self.path} has label(s) "
-                f"{', '.join(repr(u) for u in unknown[:10])} that the {self.train_split} split "
-                f"does not have; its labels: {', '.join(repr(n) for n in names[:20])}."
-                f"{suggest(unknown[0], names)}"
-            )
-        return np.asarray([index[v] for v in text], dtype=np.int64)
+        where = f"the {split} split of {self.path}"
+        return label_ids(text, names, where, f"the {self.train_split} split")
 
     # -- items -------------------------------------------------------------------------------
     def _items(self, part, split: str) -> list[Any]:
@@ -330,11 +316,3 @@ def _check_files(data_files: Any) -> None:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0][:300] if text else type(err).__name__
-
-
-def _plain(value: Any) -> Any:
-    from omegaconf import DictConfig, ListConfig, OmegaConf
-
-    if isinstance(value, DictConfig | ListConfig):
-        return OmegaConf.to_container(value, resolve=True)
-    return value

@@ -190,12 +190,28 @@ class BBCNews(Source):
         return _fixed_test_split(Split(texts, np.asarray(labels)))
 
 
-def _label_order(labels: set[str]) -> list[str]:
+def label_order(labels: set[str]) -> list[str]:
     """Numeric labels in numeric order ("2" before "10"), any others alphabetically."""
     try:
         return sorted(labels, key=float)
     except ValueError:
         return sorted(labels)
+
+
+def label_ids(
+    labels: list[str], names: list[str], where: str, reference: str = "the training file"
+) -> np.ndarray:
+    """The class index of each label; a DataError names the labels ``reference`` (where the
+    class names came from) does not have, and the ones it has."""
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted(set(labels) - set(index))
+    if unknown:
+        raise DataError(
+            f"{where} has label(s) {', '.join(repr(u) for u in unknown[:10])} that {reference} "
+            f"does not have; training labels: {', '.join(repr(n) for n in names[:20])}."
+            f"{suggest(unknown[0], names)}"
+        )
+    return np.asarray([index[label] for label in labels], dtype=np.int64)
 
 
 class TextCSV(Source):
@@ -269,20 +285,11 @@ class TextCSV(Source):
         return self._frames[split]
 
     def _class_names(self) -> list[str]:
-        return _label_order(set(self._read("train")[1]))
+        return label_order(set(self._read("train")[1]))
 
     def _split(self, split: str) -> Split:
         texts, labels = self._read(split)
-        names = self.class_names
-        index = {name: i for i, name in enumerate(names)}
-        unknown = sorted(set(labels) - set(index))
-        if unknown:
-            raise DataError(
-                f"{self.paths[split]} has label(s) {', '.join(repr(u) for u in unknown[:10])} that "
-                f"the training file does not have; training labels: "
-                f"{', '.join(repr(n) for n in names)}.{suggest(unknown[0], names)}"
-            )
-        return Split(texts, np.asarray([index[label] for label in labels]))
+        return Split(texts, label_ids(labels, self.class_names, str(self.paths[split])))
 
     def _load(self) -> dict[str, Split | None]:
         splits: dict[str, Split | None] = {

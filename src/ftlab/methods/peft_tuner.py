@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ftlab.backbones.anatomy import Anatomy
+from ftlab.config import plain
 from ftlab.errors import ConfigError, MethodNotApplicable, suggest
 from ftlab.methods.base import Method, is_norm
 
@@ -28,15 +29,6 @@ from ftlab.methods.base import Method, is_norm
 NORMS = "norms"
 #: presets some family offers: missing on a backbone, the method does not apply to it
 PRESETS = ("default", "attention", "mlp", "all_linear", "all", NORMS)
-
-
-def _plain(value: Any) -> Any:
-    """OmegaConf containers as plain dicts and lists (peft configs want plain values)."""
-    from omegaconf import DictConfig, ListConfig, OmegaConf
-
-    if isinstance(value, DictConfig | ListConfig):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
 
 
 def _first_sentence(err: BaseException) -> str:
@@ -120,7 +112,7 @@ class PeftInjected(Method):
 
     def __init__(self, targets: str | list[str] = "default", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        targets = _plain(targets)
+        targets = plain(targets)
         self.targets = targets if isinstance(targets, str) else [str(t) for t in targets]
         self.total_steps: int | None = None  # set in setup from the trainer (AdaLoRA)
         self.peft_model: nn.Module | None = None  # peft's tuner, once applied
@@ -269,7 +261,7 @@ class PeftTuner(PeftInjected):
 
     def __init__(self, tuner: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        tuner = _plain(tuner)
+        tuner = plain(tuner)
         if not isinstance(tuner, Mapping) or "_target_" not in tuner:
             raise ConfigError(
                 f"method.tuner={tuner!r} must be a mapping with a _target_ naming a peft config, "
