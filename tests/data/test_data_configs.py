@@ -6,8 +6,8 @@ import pytest
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from tests.data.conftest import REPO, TIMM_CONFIG_96
 
-from conftest import REPO, TIMM_CONFIG_96
 from ftlab.data import ClassificationDataModule
 from ftlab.errors import ConfigError, DataError
 

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.data.conftest import write_images
 
 import ftlab.data.images as images
-from conftest import write_images
 from ftlab.data.images import CIFAR10, CIFAR100, FashionMNIST, ImageFolder, read_idx
 from ftlab.data.pipelines import to_pil
 from ftlab.errors import ConfigError, DataError

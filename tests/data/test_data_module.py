@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
+from tests.data.conftest import TIMM_CONFIG_96, write_images
 
-from conftest import TIMM_CONFIG_96, write_images
 from ftlab.data import ClassificationDataModule, FashionMNIST, ImageFolder, RottenTomatoes, TextCSV
 from ftlab.data.pipelines import CachedImageDataset, ImageDataset
 from ftlab.errors import ConfigError, DataError
