@@ -117,3 +117,75 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank(check, tmp_path, data_di
     assert "non-finite training loss" in out and "Connection closed by peer" not in out
     record = json.loads((tmp_path / "results.json").read_text())
     assert record["status"] == "failed" and "TrainingDiverged" in record["error"], record
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_on_one_box_are_one_job_that_follows_the_one_process_run(tmp_path, data_dir):
+    """Two "nodes", each a separate ftlab-train with one CPU device, started as torchrun
+    starts a node's process (RANK, LOCAL_RANK, GROUP_RANK, WORLD_SIZE, MASTER_ADDR/PORT)
+    and trainer.num_nodes=2: one DDP job of world size 2 whose losses equal the
+    one-process run on the same global batch, with one results.json and one W&B run."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from tests.wandb_records import summarize_run
+
+    one_trace = tmp_path / "one.json"
+    base = [o for o in TINY_VIT if not o.startswith("logger")]
+    trace = "+callbacks.trace._target_=tests.probes.LossTrace"
+    proc = ftlab_cli(
+        "train", *base, "logger=none", "method=lora", "data.batch_size=16",
+        f"hydra.run.dir={tmp_path / 'one'}", trace, f"+callbacks.trace.path={one_trace}",
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+
+    run_dir, two_trace, port = tmp_path / "two", tmp_path / "two.json", _free_port()
+    nodes = []
+    for node in range(2):
+        env = {
+            **os.environ, "HYDRA_FULL_ERROR": "0", "WANDB_MODE": "offline",
+            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2",
+            "RANK": str(node), "LOCAL_RANK": "0", "GROUP_RANK": str(node),
+            "NODE_RANK": str(node), "LOCAL_WORLD_SIZE": "1", "TORCHELASTIC_RUN_ID": "two-nodes",
+        }  # fmt: skip
+        args = [
+            *base, "logger=wandb", "method=lora", "trainer=ddp_cpu", "trainer.devices=1",
+            "trainer.num_nodes=2", "data.batch_size=8", f"hydra.run.dir={run_dir}",
+            trace, f"+callbacks.trace.path={two_trace}",
+        ]  # fmt: skip
+        nodes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "ftlab.train", *args],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )  # fmt: skip
+        )
+    outputs = [n.communicate(timeout=600)[0] for n in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in outputs[0]  # one process group of world size 2
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in outputs[1]
+    assert "test accuracy" in outputs[0] and "test accuracy" not in outputs[1]
+
+    one, two = json.loads(one_trace.read_text()), json.loads(two_trace.read_text())
+    assert len(one) == len(two) == 10
+    assert one == pytest.approx(two, rel=RTOL), list(zip(one, two, strict=True))
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("results.json"))
+    assert [str(p) for p in written] == ["one/results.json", "two/results.json"]
+    result = json.loads((run_dir / "results.json").read_text())
+    assert result["status"] == "done"
+    runs = list(run_dir.rglob("run-*.wandb"))
+    assert len(runs) == 1, runs  # one W&B run: node 1 logs nothing of its own
+    assert summarize_run(runs[0].parent)["summary"]["test/acc"] == pytest.approx(result["test/acc"])
+    print(f"two nodes: losses {two}")
