@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dir", metavar="DIR", help="a run, sweep or logs directory")
     parser.add_argument("--out", metavar="OUT", help="where to write the report (default: DIR)")
     parser.add_argument("--title", metavar="T", help="the report's title")
+    parser.add_argument(
+        "--wandb",
+        action="store_true",
+        help="also create the sweep's W&B dashboard (online, after `wandb sync`)",
+    )
     args = parser.parse_args(argv)
 
     source = Path(args.dir)
@@ -48,6 +53,26 @@ def main(argv: list[str] | None = None) -> int:
     print_table(df, summary, title, console)
     for path in written.values():
         console.print(f"wrote {path}", highlight=False)
+    if args.wandb:
+        return _dashboard(source)
+    return 0
+
+
+def _dashboard(sweep_dir: Path) -> int:
+    from ftlab.loggers import wandb_offline_reason
+    from ftlab.reporting.dashboard import write_dashboard
+
+    reason = wandb_offline_reason()
+    if reason is not None:
+        print(
+            f"ftlab-report: error: --wandb creates the dashboard in W&B, which needs it online "
+            f"({reason}); its spec is written to {sweep_dir}/wandb_dashboard.json.",
+            file=sys.stderr,
+        )
+        write_dashboard(sweep_dir, create=False)
+        return 2
+    _, url = write_dashboard(sweep_dir, create=True)
+    print(f"W&B dashboard: {url}")
     return 0
 
 

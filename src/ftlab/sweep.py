@@ -55,6 +55,27 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         summarize_sweep(sweep_dir, report=self.report)
+        if "wandb" in (config.get("logger") or {}):
+            dashboard(sweep_dir)
+
+
+def dashboard(sweep_dir: Path) -> None:
+    """The sweep group's W&B dashboard: created when W&B is online, else its spec written
+    for ``ftlab-report DIR --wandb`` after ``wandb sync``. Never fails the sweep."""
+    from ftlab.errors import FtlabError
+    from ftlab.reporting.dashboard import write_dashboard
+
+    try:
+        path, url = write_dashboard(sweep_dir)
+    except (FtlabError, OSError, ValueError) as err:
+        print(f"  W&B dashboard not made: {err}")
+        return
+    if url:
+        print(f"  W&B dashboard: {url}")
+    else:
+        print(
+            f"  W&B dashboard spec: {path} (after `wandb sync`: ftlab-report {sweep_dir} --wandb)"
+        )
 
 
 def summarize_sweep(sweep_dir: Path, report: bool = True) -> dict[str, list[tuple[str, str]]]:

@@ -1,0 +1,196 @@
+"""The W&B dashboard a sweep builds for its group: the four panels the README describes.
+
+``dashboard_spec`` says what each panel plots, as the keys the runs log (summary metrics
+and config paths); ``write_dashboard`` writes it into the sweep dir as
+``wandb_dashboard.json`` and, when W&B is online with credentials, creates it as a W&B
+workspace view through ``wandb-workspaces`` (``build_workspace``). Offline, the file is
+created later, after ``wandb sync``: ``ftlab-report DIR --wandb``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ftlab.atomic import atomic_write_json
+from ftlab.errors import ConfigError
+
+SPEC_FILE = "wandb_dashboard.json"
+#: the summary metrics the panels plot (what ftlab's runs log at the end)
+ACCURACY, TRAINABLE = "test/acc", "params/trainable"
+SPEED, MEMORY = "speed/train_samples_per_s", "memory/peak_bytes"
+METHOD = "method.name"  # a config path: the run config nests the method group
+#: method settings that are never knobs of a comparison
+NOT_KNOBS = {"_target_", "_recursive_", "name"}
+
+
+def method_knobs(configs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Config paths of the numeric method settings that vary across the runs (their
+    learning rate always): the axes of the parallel-coordinates panel."""
+    values: dict[str, set] = {}
+    for config in configs:
+        for key, value in (config.get("method") or {}).items():
+            if key in NOT_KNOBS or isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            values.setdefault(f"method.{key}", set()).add(value)
+    varying = [k for k, v in values.items() if len(v) > 1]
+    return sorted({"method.lr", *varying})
+
+
+def dashboard_spec(
+    group: str, project: str, knobs: list[str], entity: str | None = None
+) -> dict[str, Any]:
+    """The dashboard of one sweep group: panels name summary keys (``summary``) and config
+    paths (``config``), so a test can check them against what the runs log."""
+    return {
+        "entity": entity,
+        "project": project,
+        "name": f"ftlab sweep {group}",
+        "group": group,
+        "panels": [
+            {
+                "kind": "scatter",
+                "title": "Test accuracy vs trainable parameters",
+                "x": {"summary": TRAINABLE},
+                "y": {"summary": ACCURACY},
+                "log_x": True,
+            },
+            {
+                "kind": "bar",
+                "title": "Test accuracy by method (mean, min-max over seeds)",
+                "metrics": [{"summary": ACCURACY}],
+                "groupby": {"config": METHOD},
+            },
+            {
+                "kind": "parallel_coordinates",
+                "title": "Method knobs",
+                "columns": [
+                    {"config": METHOD},
+                    *({"config": k} for k in knobs),
+                    {"summary": ACCURACY},
+                ],
+            },
+            {
+                "kind": "scatter",
+                "title": "Training speed vs peak memory",
+                "x": {"summary": MEMORY},
+                "y": {"summary": SPEED},
+            },
+        ],
+    }
+
+
+def spec_keys(spec: Mapping[str, Any]) -> tuple[set[str], set[str]]:
+    """(summary keys, config paths) every panel of ``spec`` reads."""
+    summary, config = set(), set()
+
+    def take(ref: Mapping[str, str]) -> None:
+        (summary if "summary" in ref else config).add(ref.get("summary") or ref["config"])
+
+    for panel in spec["panels"]:
+        for field in ("x", "y", "groupby"):
+            if field in panel:
+                take(panel[field])
+        for ref in (*panel.get("metrics", ()), *panel.get("columns", ())):
+            take(ref)
+    return summary, config
+
+
+def build_workspace(spec: Mapping[str, Any]):
+    """The spec as a ``wandb-workspaces`` workspace view (built offline; ``.save()`` needs
+    W&B online and credentials)."""
+    try:
+        import wandb_workspaces.reports.v2 as wr
+        import wandb_workspaces.workspaces as ws
+        from wandb_workspaces import expr
+    except ImportError as err:
+        raise ConfigError(
+            "building the W&B dashboard needs wandb-workspaces: pip install wandb-workspaces."
+        ) from err
+
+    def key(ref: Mapping[str, str]) -> str:
+        return ref["summary"] if "summary" in ref else f"c::{ref['config']}"
+
+    panels = []
+    for panel in spec["panels"]:
+        if panel["kind"] == "scatter":
+            panels.append(
+                wr.ScatterPlot(
+                    title=panel["title"],
+                    x=key(panel["x"]),
+                    y=key(panel["y"]),
+                    log_x=panel.get("log_x", False),
+                )
+            )
+        elif panel["kind"] == "bar":
+            panels.append(
+                wr.BarPlot(
+                    title=panel["title"],
+                    metrics=[key(m) for m in panel["metrics"]],
+                    groupby=wr.Config(panel["groupby"]["config"]),
+                    groupby_aggfunc="mean",
+                    groupby_rangefunc="minmax",
+                )
+            )
+        else:
+            panels.append(
+                wr.ParallelCoordinatesPlot(
+                    title=panel["title"],
+                    columns=[
+                        wr.ParallelCoordinatesPlotColumn(metric=key(c)) for c in panel["columns"]
+                    ],
+                )
+            )
+    return ws.Workspace(
+        entity=spec["entity"] or "",
+        project=spec["project"],
+        name=spec["name"],
+        sections=[ws.Section(name="Which method wins", panels=panels, is_open=True)],
+        runset_settings=ws.RunsetSettings(filters=[expr.Metric("Group") == spec["group"]]),
+    )
+
+
+def _run_configs(sweep_dir: Path) -> list[dict[str, Any]]:
+    import yaml
+
+    configs = []
+    for path in sorted(sweep_dir.glob("*/config.yaml")):
+        loaded = yaml.safe_load(path.read_text())
+        if isinstance(loaded, dict):
+            configs.append(loaded)
+    return configs
+
+
+def write_dashboard(sweep_dir: Path, create: bool | None = None) -> tuple[Path, str | None]:
+    """Write the sweep's dashboard spec; create it in W&B when ``create`` (default: when
+    W&B is online with credentials). Returns the spec's path and the view's URL, if made."""
+    from ftlab.loggers import wandb_offline_reason
+
+    configs = _run_configs(sweep_dir)
+    if not configs:
+        raise ConfigError(f"{sweep_dir} holds no job config.yaml: is it a sweep directory?")
+    logger = configs[0].get("logger") or {}
+    wandb_cfg = logger.get("wandb", logger) if isinstance(logger, dict) else {}
+    spec = dashboard_spec(
+        group=sweep_dir.name,
+        project=str(wandb_cfg.get("project") or "ftlab"),
+        knobs=method_knobs(configs),
+        entity=wandb_cfg.get("entity"),
+    )
+    path = sweep_dir / SPEC_FILE
+    atomic_write_json(path, spec)
+    if create is None:
+        create = wandb_cfg.get("mode") not in ("offline", "disabled") and (
+            wandb_offline_reason() is None
+        )
+    return path, (create_dashboard(path) if create else None)
+
+
+def create_dashboard(spec_path: Path) -> str:
+    """Create the view a spec file describes in W&B (online, with credentials)."""
+    spec = json.loads(Path(spec_path).read_text())
+    workspace = build_workspace(spec)
+    workspace.save()
+    return str(workspace.url)
