@@ -189,3 +189,38 @@ def test_two_nodes_on_one_box_are_one_job_that_follows_the_one_process_run(tmp_p
     assert len(runs) == 1, runs  # one W&B run: node 1 logs nothing of its own
     assert summarize_run(runs[0].parent)["summary"]["test/acc"] == pytest.approx(result["test/acc"])
     print(f"two nodes: losses {two}")
+
+
+def test_the_slurm_launchers_batch_script_asks_for_the_nodes_tasks_and_gpus(tmp_path):
+    """hydra/launcher=slurm with trainer=ddp, 4 devices x 2 nodes: submitit writes the batch
+    script before calling sbatch (here a stand-in that refuses, as a machine without a
+    cluster would), and the script asks for 2 nodes, a task per GPU, 4 GPUs per node, an
+    array of the sweep's jobs, and the warning signal submitit requeues a preempted or
+    timed-out job on."""
+    import os
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "sbatch").write_text("#!/bin/sh\necho 'sbatch: no cluster here' >&2\nexit 1\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    sweep = tmp_path / "sweep"
+    proc = ftlab_cli(
+        "train", "-m", "hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4",
+        "trainer.num_nodes=2", "method=lora,full", "logger=none", f"hydra.sweep.dir={sweep}",
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    )  # fmt: skip
+    assert proc.returncode != 0 and "sbatch: no cluster here" in proc.stderr
+    (script,) = (sweep / ".submitit").glob(".submission_file_*.sh")
+    lines = set(script.read_text().splitlines())
+    for wanted in (
+        "#SBATCH --nodes=2",
+        "#SBATCH --ntasks-per-node=4",
+        "#SBATCH --gpus-per-node=4",
+        "#SBATCH --array=0-1%2",
+        "#SBATCH --time=720",
+    ):
+        assert wanted in lines, f"{wanted} not in {script}"
+    assert any(line.startswith("#SBATCH --signal=USR2@") for line in lines)
+    assert any(line.startswith("srun ") and "submitit.core._submit" in line for line in lines)
