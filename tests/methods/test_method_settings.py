@@ -49,3 +49,12 @@ def test_an_unknown_key_names_the_valid_ones(tmp_path):
     assert isinstance(error, ConfigError)
     assert str(error).startswith("method.rank is not a setting of method=lora (valid: alpha,")
     assert ", r, targets," in str(error)
+
+
+def test_every_method_config_has_its_own_label(tmp_path):
+    """Reports and sweeps key rows by the label: two configs with one label would merge
+    (full and full_llrd once did)."""
+    labels = {
+        name: instantiate(compose([f"method={name}"], tmp_path).method).label for name in METHODS
+    }
+    assert len(set(labels.values())) == len(labels), labels

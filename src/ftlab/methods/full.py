@@ -21,7 +21,10 @@ class Full(Method):
 
     @property
     def label(self) -> str:
-        return f"full(freeze_first={self.freeze_first})" if self.freeze_first else "full"
+        knobs = [f"freeze_first={self.freeze_first}"] if self.freeze_first else []
+        if self.layer_decay is not None:
+            knobs.append(f"layer_decay={self.layer_decay}")
+        return f"{self.name}({','.join(knobs)})" if knobs else self.name
 
     def check(self, anatomy: Anatomy, backbone_label: str = "this backbone") -> None:
         super().check(anatomy, backbone_label)
