@@ -124,6 +124,24 @@ def test_cached_images_equal_the_per_item_timm_transform(fashion):
         assert torch.equal(a["labels"], b["labels"])
 
 
+def test_loader_workers_fill_the_image_cache_that_later_epochs_read(fashion):
+    """The first epoch decodes in the two workers, into memory the main process shares:
+    afterwards every image is cached, and equals the per-item transform's."""
+    kwargs = {"samples_per_class": 3, "val_samples": 10, "test_samples": 10, "batch_size": 4}
+    cached, direct = fashion(**kwargs, num_workers=2), fashion(**kwargs, cache=False)
+    for dm in (cached, direct):
+        dm.set_preprocessing(TIMM_CONFIG_96)
+        dm.setup()
+    dataset = cached.test_dataloader().dataset.dataset
+    assert isinstance(dataset, CachedImageDataset) and dataset.pixels.is_shared()
+    assert int(dataset.filled.sum()) == 1  # only the image that sized the cache, so far
+    first = torch.cat([b["pixel_values"] for b in cached.test_dataloader()])
+    assert bool(dataset.filled.all())  # filled by the workers, seen here
+    again = torch.cat([b["pixel_values"] for b in cached.test_dataloader()])
+    plain = torch.cat([b["pixel_values"] for b in direct.test_dataloader()])
+    assert torch.equal(first, plain) and torch.equal(again, plain)
+
+
 def test_augment_transforms_training_images_per_item(fashion):
     dm = fashion(samples_per_class=2, val_samples=10, test_samples=10, augment=True)
     dm.set_preprocessing(TIMM_CONFIG_96)

@@ -59,26 +59,47 @@ class ImageDataset(Dataset):
 
 
 class CachedImageDataset(Dataset):
-    """Images resized and cropped once, kept as uint8; normalised when read.
+    """Images resized and cropped once, on their first read, kept as uint8; normalised when
+    read.
 
     Same numbers as timm's eval transform (ToTensor is ``/255`` of these very bytes), at a
-    fraction of the cost per epoch.
+    fraction of the cost per epoch. The cache lives in shared memory, so the first epoch's
+    decoding is spread over the loader workers like any loader's, and every later epoch (in
+    any worker, or in the main process) reads the bytes. Where shared memory is too small
+    for it (a container's /dev/shm), the images are decoded here, once, before any worker.
     """
 
     def __init__(self, split: Split, geometry, mean: Sequence[float], std: Sequence[float]) -> None:
-        first = torch.from_numpy(np.array(geometry(to_pil(split.items[0])), dtype=np.uint8))
-        self.pixels = torch.empty((len(split), *first.permute(2, 0, 1).shape), dtype=torch.uint8)
-        for i, item in enumerate(split.items):
-            array = np.array(geometry(to_pil(item)), dtype=np.uint8)
-            self.pixels[i] = torch.from_numpy(array).permute(2, 0, 1)
+        self.split, self.geometry = split, geometry
+        first = self._decode(0)
+        self.pixels = torch.empty((len(split), *first.shape), dtype=torch.uint8)
+        self.filled = torch.zeros(len(split), dtype=torch.bool)
+        self.pixels[0], self.filled[0] = first, True
+        try:
+            self.pixels.share_memory_()
+            self.filled.share_memory_()
+        except RuntimeError:
+            for i in range(len(split)):
+                self._fill(i)
         self.labels = torch.as_tensor(split.labels, dtype=torch.long)
         self.mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
+
+    def _decode(self, i: int) -> torch.Tensor:
+        array = np.array(self.geometry(to_pil(self.split.items[i])), dtype=np.uint8)
+        return torch.from_numpy(array).permute(2, 0, 1)
+
+    def _fill(self, i: int) -> None:
+        # a sampler yields each index once per epoch, so no two workers fill the same slot
+        if not self.filled[i]:
+            self.pixels[i] = self._decode(i)
+            self.filled[i] = True
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        self._fill(i)
         pixels = self.pixels[i].to(torch.float32).div(255).sub_(self.mean).div_(self.std)
         return {"pixel_values": pixels, "labels": self.labels[i]}
 
