@@ -216,3 +216,18 @@ def test_a_sigkill_storm_loses_no_sweep_job(tmp_path, data_dir):
         for key in COMPARED:
             assert got[job][key] == pytest.approx(want[key], abs=1e-6), (job, key)
     assert (stormy / "report.md").is_file()
+
+
+def test_last_checkpoint_is_the_last_epochs_even_when_the_best_is_older(tmp_path, data_dir):
+    """resume=true continues from checkpoints/last.ckpt: it must be the last epoch that
+    ended. (Lightning's save_last rewrites it only when it writes a new best, so with a
+    learning rate too small to improve anything it stayed at epoch 0.)"""
+    args = [o for o in TINY_CNN if o not in ("callbacks=none", "trainer.max_epochs=1")]
+    done = ftlab_cli(
+        "train", *args, "method=linear_probe", "method.lr=1e-12", "trainer.max_epochs=3",
+        f"hydra.run.dir={tmp_path}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    best, last = (load_checkpoint(tmp_path / "checkpoints" / f"{n}.ckpt") for n in ("best", "last"))
+    assert best["epoch"] == 0 and last["epoch"] == 2
+    assert results(tmp_path)["checkpoint/path"] == str(tmp_path / "checkpoints" / "best.ckpt")

@@ -205,8 +205,10 @@ class FineTuneModule(pl.LightningModule):
     def _divergence_message(self, loss: float, step: int, epoch: int) -> str:
         trainer = self.trainer
         lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
-        ckpt = trainer.checkpoint_callback
-        last = getattr(ckpt, "last_model_path", "") or getattr(ckpt, "best_model_path", "")
+        saved = trainer.checkpoint_callbacks  # the newest first: an unmonitored one's latest
+        latest = [c.best_model_path for c in saved if getattr(c, "monitor", "") is None]
+        newest = [*latest, *(getattr(c, "last_model_path", "") for c in saved)]
+        last = next((p for p in [*newest, *(c.best_model_path for c in saved)] if p), "")
         kept = f" The last good checkpoint is {last}." if last else " No checkpoint was saved yet."
         return (
             f"non-finite training loss ({loss}) at step {step} "
