@@ -227,7 +227,6 @@ def test_adalora_allocates_its_rank_budget_in_a_run_and_ftlab_eval_rebuilds_it(t
         *with_checkpoints,
         "method=adalora",
         "trainer.max_epochs=2",
-        "callbacks.model_checkpoint.monitor=null",  # keep the last epoch's state, not the best
         f"hydra.run.dir={run}",
     )
     assert done.returncode == 0, done.stderr[-2000:]
