@@ -26,7 +26,29 @@ def count_parameters(module: nn.Module) -> dict[str, int]:
     return {"params/trainable": trainable, "params/total": total}
 
 
+def reset_peak_rss() -> bool:
+    """Start a new peak resident-set measurement for this process: Linux resets its
+    high-water mark (VmHWM) when "5" is written to /proc/self/clear_refs. Without it, the
+    peak of a job run inside a sweep's process would be the largest of every job before
+    it. False where the system cannot reset it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def peak_rss_bytes() -> int:
+    """This process's peak resident set since the last :func:`reset_peak_rss` (Linux's
+    VmHWM), else since it started (getrusage)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)
 
@@ -57,6 +79,8 @@ class CostMetrics(pl.Callback):
         self.params = count_parameters(pl_module)
         if pl_module.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(pl_module.device)
+        else:
+            reset_peak_rss()
         self._fit_start = time.perf_counter()
         for logger in trainer.loggers:
             logger.log_hyperparams({**self.params, "params/trainable_pct": self.trainable_pct})
