@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from ftlab.config import instantiate_list
 from ftlab.errors import ConfigError
+from ftlab.wandb_env import wandb_offline_reason
 
 
 def build_loggers(cfg: DictConfig, run_config: dict[str, Any]) -> list[Any]:
@@ -42,18 +43,6 @@ def log_results(loggers: list[Any], results: dict[str, Any]) -> None:
     if wandb.run is not None:
         for key, value in numbers.items():
             wandb.run.summary[key] = value
-
-
-def wandb_offline_reason() -> str | None:
-    """Why W&B must run offline here, or None when credentials exist."""
-    if os.environ.get("WANDB_MODE") in ("offline", "disabled"):
-        return f"WANDB_MODE={os.environ['WANDB_MODE']}"
-    if os.environ.get("WANDB_API_KEY"):
-        return None
-    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
-    if netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"):
-        return None
-    return "no W&B credentials (WANDB_API_KEY or `wandb login`)"
 
 
 def wandb_logger(

@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dashboard(sweep_dir: Path) -> int:
-    from ftlab.loggers import wandb_offline_reason
     from ftlab.reporting.dashboard import write_dashboard
+    from ftlab.wandb_env import wandb_offline_reason
 
     reason = wandb_offline_reason()
     if reason is not None:

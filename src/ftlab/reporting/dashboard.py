@@ -166,7 +166,7 @@ def _run_configs(sweep_dir: Path) -> list[dict[str, Any]]:
 def write_dashboard(sweep_dir: Path, create: bool | None = None) -> tuple[Path, str | None]:
     """Write the sweep's dashboard spec; create it in W&B when ``create`` (default: when
     W&B is online with credentials). Returns the spec's path and the view's URL, if made."""
-    from ftlab.loggers import wandb_offline_reason
+    from ftlab.wandb_env import wandb_offline_reason
 
     configs = _run_configs(sweep_dir)
     if not configs:
