@@ -31,7 +31,8 @@ NORMS = "norms"
 PRESETS = ("default", "attention", "mlp", "all_linear", "all", NORMS)
 
 
-def _first_sentence(err: BaseException) -> str:
+def _one_line(err: BaseException) -> str:
+    """An exception's text on one line, ending in a full stop (peft's messages span lines)."""
     text = " ".join(str(err).split())
     return text if text.endswith(".") else text + "."
 
@@ -114,7 +115,6 @@ class PeftInjected(Method):
         super().__init__(**kwargs)
         targets = plain(targets)
         self.targets = targets if isinstance(targets, str) else [str(t) for t in targets]
-        self.total_steps: int | None = None  # set in setup from the trainer (AdaLoRA)
         self.peft_model: nn.Module | None = None  # peft's tuner, once applied
         self._allocated_at = -1
 
@@ -182,7 +182,7 @@ class PeftInjected(Method):
             raise MethodNotApplicable(
                 f"method={self.name} (peft's {tuner_class.__name__}) cannot apply to "
                 f"{backbone.label} ({backbone.anatomy.family}) with target modules "
-                f"{_short(config.target_modules)}: {_first_sentence(err)}"
+                f"{_short(config.target_modules)}: {_one_line(err)}"
             ) from err
         prefix = tuner_class.prefix
         for name, param in backbone.named_parameters():
@@ -235,7 +235,7 @@ class PeftInjected(Method):
             except (NotImplementedError, ValueError, TypeError) as err:
                 raise ConfigError(
                     f"method={self.name}: peft's {type(sub).__name__} cannot merge into its "
-                    f"base layer ({_first_sentence(err)}) Evaluate with merge_lora=false."
+                    f"base layer ({_one_line(err)}) Evaluate with merge_lora=false."
                 ) from err
             parent_name, _, attr = name.rpartition(".")
             parent = backbone.get_submodule(parent_name) if parent_name else backbone
@@ -270,6 +270,7 @@ class PeftTuner(PeftInjected):
             )
         self.tuner = dict(tuner)
         self.config_class = peft_config_class(str(tuner["_target_"]))
+        self.total_steps: int | None = None  # the fit's optimizer steps (AdaLoRA's schedule)
         options = tuner_options(self.config_class)
         unknown = sorted(set(self.tuner) - {"_target_"} - set(options))
         if unknown:
@@ -319,5 +320,5 @@ def build_config(config_class: type, options: dict[str, Any], what: str):
         return config_class(**options)
     except (TypeError, ValueError) as err:
         raise ConfigError(
-            f"{what}: peft's {config_class.__name__} refuses these settings: {_first_sentence(err)}"
+            f"{what}: peft's {config_class.__name__} refuses these settings: {_one_line(err)}"
         ) from err
