@@ -6,6 +6,8 @@ ftlab-train ... +callbacks.trace._target_=tests.probes.LossTrace +callbacks.trac
 from __future__ import annotations
 
 import json
+import os
+import signal
 import traceback
 from pathlib import Path
 
@@ -60,3 +62,26 @@ class HostReads(pl.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         for name, original in self._originals.items():
             setattr(torch.Tensor, name, original)
+
+
+class SampleIds(pl.Callback):
+    """Write the ``sample_id``s of every training batch this rank reads, one JSON line per
+    step (``{"step", "epoch", "ids"}``), to ``<path>.rank<R>.jsonl``, flushed as it goes.
+
+    With ``$FTLAB_TEST_KILL_AT_STEP`` set, the run's whole process group (every rank) is
+    SIGKILLed when that step is about to start, as a preempted node dies: nothing is saved
+    and no hook runs. The variable lives outside the config, so the resumed run's config is
+    the one the killed run recorded."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        kill = os.environ.get("FTLAB_TEST_KILL_AT_STEP")
+        self.kill_at_step = int(kill) if kill else None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.kill_at_step:
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+        line = {"step": trainer.global_step, "epoch": trainer.current_epoch,
+                "ids": batch["sample_id"].tolist()}  # fmt: skip
+        with open(f"{self.path}.rank{trainer.global_rank}.jsonl", "a") as f:
+            f.write(json.dumps(line) + "\n")

@@ -22,10 +22,11 @@ def _covering() -> list[tuple[str, str, str]]:
     every dataset and every method every dataset: all pairs of the three groups (what
     their configs interpolate across: image size, tokenizer, learning rate) in
     models x methods compositions instead of the whole product."""
-    assert len(METHODS) >= len(DATA) and len(MODELS) >= len(DATA)  # so the cycle covers
+    assert len(METHODS) >= len(DATA)  # so each row's cycle meets every dataset
+    rows = max(len(MODELS), len(DATA))  # more datasets than models: some models twice
     return [
-        (model, method, DATA[(i + j) % len(DATA)])
-        for i, model in enumerate(MODELS)
+        (MODELS[i % len(MODELS)], method, DATA[(i + j) % len(DATA)])
+        for i in range(rows)
         for j, method in enumerate(METHODS)
     ]
 

@@ -43,6 +43,10 @@ def register_resolvers() -> None:
         from ftlab.paths import default_data_dir
 
         OmegaConf.register_new_resolver("ftlab.data_dir", lambda: str(default_data_dir()))
+    if not OmegaConf.has_resolver("ftlab.shards_name"):  # what data=streaming holds
+        from ftlab.data.streaming import shards_name
+
+        OmegaConf.register_new_resolver("ftlab.shards_name", shards_name)
     if not OmegaConf.has_resolver("ftlab.minilm"):
         from ftlab.backbones.assets import minilm_path
 
@@ -51,6 +55,18 @@ def register_resolvers() -> None:
         from ftlab.backbones.assets import smollm2_path
 
         OmegaConf.register_new_resolver("ftlab.smollm2", lambda: str(smollm2_path()))
+
+
+def compose_config(overrides: list[str], config_name: str = "train") -> DictConfig:
+    """The config ``ftlab-train OVERRIDES`` composes, for tools that read part of it
+    (``ftlab-data optimize`` builds its ``data``) without running Hydra's app."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_resolvers()
+    if not GlobalHydra.instance().is_initialized():
+        initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3")
+    return compose(config_name=config_name, overrides=list(overrides))
 
 
 def resolved(cfg: DictConfig) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tests.data.conftest import REPO, TIMM_CONFIG_96
 
+from ftlab.config import register_resolvers
 from ftlab.data import ClassificationDataModule
 from ftlab.errors import ConfigError, DataError
 
@@ -27,9 +28,10 @@ def build(name: str, data_dir: Path, seed: int = 0, **overrides) -> Classificati
 def test_every_dataset_has_a_config():
     assert NAMES == [
         "bbc_news", "cifar10", "cifar100", "fashion_mnist", "hf_dataset", "image_folder",
-        "rotten_tomatoes",
+        "rotten_tomatoes", "streaming",
         "text_csv",
     ]  # fmt: skip
+    register_resolvers()  # data=streaming is named by what its shards hold
     for name in NAMES:
         assert OmegaConf.load(CONF / f"{name}.yaml").name == name
 
@@ -114,3 +116,18 @@ def test_mismatch_names_the_model_chosen_in_hydra(tmp_path, minilm_tokenizer, da
                 dm.set_preprocessing(minilm_tokenizer)
         finally:
             HydraConfig.instance().cfg = None  # a singleton: leave no Hydra run behind
+
+
+def test_streaming_config_names_the_data_its_shards_hold(image_root, tmp_path):
+    from ftlab.data.streaming import write_shards
+
+    register_resolvers()
+    folder = build("image_folder", tmp_path, **{"source.root": str(image_root)})
+    write_shards(folder, tmp_path / "shards", workers=1)
+    shards = {"source.input_dir": str(tmp_path / "shards")}
+    dm = build("streaming", tmp_path, **shards)
+    assert (dm.name, dm.class_names) == ("image_folder(shards)", ["cat", "dog", "owl"])
+    assert dm.split_sizes == folder.split_sizes and sum(dm.split_sizes.values()) == 24
+    with pytest.raises(InstantiationException) as error:
+        build("streaming", tmp_path, samples_per_class=3, **shards)
+    assert "data.samples_per_class=3 selects with every label in view" in str(error.value.__cause__)

@@ -56,6 +56,9 @@ class FeatureCache(pl.Callback):
         datamodule = trainer.datamodule
         if datamodule is None or not hasattr(datamodule, "set_features"):
             return "the data does not come from an ftlab data module"
+        refusal = getattr(datamodule, "feature_cache_refusal", None)
+        if refusal:
+            return refusal
         if any(datamodule.random_transform(split) for split in self.splits):
             return "the training transform is random (data.augment=true)"
         backbone = module.backbone

@@ -6,6 +6,7 @@ from ftlab.data.datamodule import ClassificationDataModule
 from ftlab.data.hf_dataset import HFDataset
 from ftlab.data.images import CIFAR10, CIFAR100, FashionMNIST, ImageFolder
 from ftlab.data.sources import FIXED_SPLIT_SEED, Source, Split
+from ftlab.data.streaming import Shards, StreamingDataModule
 from ftlab.data.texts import BBCNews, RottenTomatoes, TextCSV
 from ftlab.paths import default_data_dir
 
@@ -19,8 +20,10 @@ __all__ = [
     "HFDataset",
     "ImageFolder",
     "RottenTomatoes",
+    "Shards",
     "Source",
     "Split",
+    "StreamingDataModule",
     "TextCSV",
     "default_data_dir",
 ]

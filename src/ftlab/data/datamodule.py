@@ -76,6 +76,9 @@ class ClassificationDataModule(L.LightningDataModule):
     tokenizer (text) before ``setup``.
     """
 
+    #: None: a frozen backbone's features can be cached (ftlab.callbacks.FeatureCache)
+    feature_cache_refusal: str | None = None
+
     def __init__(
         self,
         source: Source | Mapping[str, Any],

@@ -8,6 +8,7 @@ how to collate it. The data module does everything else the same way for both.
 from __future__ import annotations
 
 import inspect
+import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,14 +35,17 @@ def preprocessing_modality(pre: Any) -> str | None:
 
 
 def to_pil(item: Any) -> Image.Image:
-    """An RGB PIL image from a uint8 array (grey or colour) or an image file path."""
+    """An RGB PIL image from a uint8 array (grey or colour), an image file path, or an
+    encoded image file's bytes (as streaming shards hold them)."""
     if isinstance(item, np.ndarray):
         return Image.fromarray(item).convert("RGB")
+    encoded = isinstance(item, bytes | bytearray)
     try:
-        with Image.open(item) as image:
+        with Image.open(io.BytesIO(item) if encoded else item) as image:
             return image.convert("RGB")
     except (OSError, ValueError) as e:
-        raise DataError(f"cannot read image {item}: {e}") from e
+        what = f"{len(item)} bytes of an encoded image" if encoded else item
+        raise DataError(f"cannot read image {what}: {e}") from e
 
 
 class ImageDataset(Dataset):
@@ -56,6 +60,18 @@ class ImageDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         pixels = self.transform(to_pil(self.split.items[i]))
         return {"pixel_values": pixels, "labels": int(self.split.labels[i])}
+
+
+class ShardImage:
+    """A raw shard item (``{"id", "label", "image"}``) as a model item, transformed the way
+    :class:`ImageDataset` transforms it. Runs in the loader workers."""
+
+    def __init__(self, transform) -> None:
+        self.transform = transform
+
+    def __call__(self, raw: dict[str, Any]) -> dict[str, Any]:
+        pixels = self.transform(to_pil(raw["image"]))
+        return {"pixel_values": pixels, "labels": int(raw["label"]), "sample_id": int(raw["id"])}
 
 
 class CachedImageDataset(Dataset):
@@ -159,6 +175,10 @@ class ImagePipeline:
                 return CachedImageDataset(split, *parts)
         return ImageDataset(split, transform)
 
+    def shard_item(self, train: bool) -> ShardImage:
+        """What turns a streamed raw item into a model item."""
+        return ShardImage(self.train_transform if train else self.eval_transform)
+
     def _fits(self, n: int) -> bool:
         assert self.data_config is not None
         return n * int(np.prod(self.data_config["input_size"])) <= IMAGE_CACHE_LIMIT_BYTES
@@ -181,20 +201,24 @@ def _check_fixed_size(input_size: Sequence[int], wanted: int, model_name: str | 
     )
 
 
+def tokenize(tokenizer, texts: Sequence[Any], max_length: int) -> dict[str, list[torch.Tensor]]:
+    """Texts (or ``(text, pair)`` tuples) tokenized, truncated and not padded: one long
+    tensor per text under ``input_ids``, ``attention_mask`` and (when the tokenizer makes
+    them) ``token_type_ids``."""
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
+    features = {k: [torch.as_tensor(x, dtype=torch.long) for x in encoded[k]] for k in keys}
+    if "attention_mask" not in features:
+        features["attention_mask"] = [torch.ones_like(x) for x in features["input_ids"]]
+    return features
+
+
 class TokenizedDataset(Dataset):
     """Texts tokenized once (truncated, not padded); padding happens per batch."""
 
     def __init__(self, split: Split, tokenizer, max_length: int) -> None:
-        encoded = tokenizer(list(split.items), truncation=True, max_length=max_length)
-        self.keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
-        self.features = {
-            k: [torch.as_tensor(x, dtype=torch.long) for x in encoded[k]] for k in self.keys
-        }
-        if "attention_mask" not in self.features:
-            self.features["attention_mask"] = [
-                torch.ones_like(x) for x in self.features["input_ids"]
-            ]
-            self.keys.insert(1, "attention_mask")
+        self.features = tokenize(tokenizer, split.items, max_length)
+        self.keys = list(self.features)
         self.labels = torch.as_tensor(split.labels, dtype=torch.long)
 
     def __len__(self) -> int:
@@ -231,8 +255,26 @@ class PadCollate:
                 else:
                     out[row, : len(values)] = values
             batch[key] = out
-        batch["labels"] = torch.stack([torch.as_tensor(item["labels"]) for item in items]).long()
+        for key in ("labels", "sample_id"):
+            if key in items[0]:
+                batch[key] = torch.stack([torch.as_tensor(item[key]) for item in items]).long()
         return batch
+
+
+class ShardText:
+    """A raw shard item (``{"id", "label", "text"[, "text_pair"]}``) as a model item,
+    tokenized the way :class:`TokenizedDataset` tokenizes it. Runs in the loader workers."""
+
+    def __init__(self, tokenizer, max_length: int) -> None:
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    def __call__(self, raw: dict[str, Any]) -> dict[str, Any]:
+        text = (raw["text"], raw["text_pair"]) if "text_pair" in raw else raw["text"]
+        item: dict[str, Any] = {
+            k: v[0] for k, v in tokenize(self.tokenizer, [text], self.max_length).items()
+        }
+        item.update(labels=int(raw["label"]), sample_id=int(raw["id"]))
+        return item
 
 
 class TextPipeline:
@@ -258,3 +300,7 @@ class TextPipeline:
 
     def dataset(self, split: Split, train: bool) -> Dataset:
         return TokenizedDataset(split, self.tokenizer, self.max_length)
+
+    def shard_item(self, train: bool) -> ShardText:
+        """What turns a streamed raw item into a model item."""
+        return ShardText(self.tokenizer, self.max_length)

@@ -1,0 +1,470 @@
+"""Data at any size: shards written once, streamed by every rank of every node.
+
+``ftlab-data optimize data=<any data config> <its overrides> out=<dir or URL>`` selects the
+splits the way a run would (validation carve, few-shot controls, fixed test subset) and
+writes each as Lightning's ``litdata`` shards under ``out/{train,val,test}``, raw: images
+as their files' own encoded bytes (or uint8 arrays), texts as text, each with its label
+and its id (its position in the split the source read). ``out/ftlab.json`` holds what a
+run needs before it reads a sample (modality, class names, split sizes) and is written
+last: a folder without it was not written, or not finished, by ``ftlab-data optimize``.
+
+``data=streaming data.source.input_dir=<dir or URL>`` trains from them through litdata's
+``StreamingDataset`` / ``StreamingDataLoader``: each rank reads its own share of every
+epoch, decoding and transforms run in the loader workers with the backbone's own
+preprocessing, and the loader's position is part of every checkpoint, so a run stopped
+mid-epoch continues mid-epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ftlab.data.datamodule import ClassificationDataModule
+from ftlab.data.sources import SPLITS, Source, Split
+from ftlab.errors import ConfigError, DataError
+
+META_FILE = "ftlab.json"
+FORMAT = 1
+#: Few-shot and subset controls: they select with every label in view, so they apply when
+#: the shards are written, not while they stream.
+SELECTIONS = ("samples_per_class", "train_fraction", "val_fraction", "val_samples", "test_samples")
+
+
+def is_url(path: str | os.PathLike) -> bool:
+    """A cloud location (``s3://``, ``gs://``, ...) rather than a local folder."""
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+def _local(path: str | os.PathLike) -> Path:
+    return Path(str(path).removeprefix("file://")).expanduser().absolute()
+
+
+# --------------------------------------------------------------------------- writing
+class ShardWriter:
+    """Item ``i`` of one split as a shard record (picklable: litdata's workers call it)."""
+
+    def __init__(self, split: Split, modality: str) -> None:
+        self.split, self.modality = split, modality
+
+    def __call__(self, i: int) -> dict[str, Any]:
+        item = self.split.items[i]
+        assert self.split.index is not None
+        record: dict[str, Any] = {
+            "id": int(self.split.index[i]),
+            "label": int(self.split.labels[i]),
+        }
+        if self.modality == "text":
+            if isinstance(item, tuple):
+                record["text"], record["text_pair"] = str(item[0]), str(item[1])
+            else:
+                record["text"] = str(item)
+        elif isinstance(item, np.ndarray):
+            record["image"] = np.ascontiguousarray(item, dtype=np.uint8)
+        else:
+            record["image"] = Path(item).read_bytes()  # the file's own encoding
+        return record
+
+
+def _check_images(split: Split, name: str) -> None:
+    """Every image file of ``split`` opens: a broken file is named now, not by a worker in
+    the middle of someone's training run."""
+    from PIL import Image
+
+    if isinstance(split.items, np.ndarray):
+        return
+    for path in split.items:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except (OSError, ValueError, SyntaxError) as e:
+            raise DataError(f"data={name}: cannot read image {path}: {e}") from e
+
+
+def write_shards(
+    datamodule: ClassificationDataModule,
+    out: str | os.PathLike,
+    chunk_bytes: str | int = "64MB",
+    workers: int | None = None,
+    overwrite: bool = False,
+    config: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``datamodule``'s selected splits as litdata shards under ``out``; returns what
+    ``out/ftlab.json`` holds.
+
+    A local ``out`` appears whole or not at all: the shards are written into a hidden
+    sibling folder that is renamed into place at the end. A URL is written in place, with
+    ``ftlab.json`` last.
+    """
+    from litdata import optimize
+
+    if isinstance(datamodule, StreamingDataModule):
+        raise ConfigError(
+            "data=streaming is already shards; optimize the data config they were written from "
+            "(e.g. data=fashion_mnist), or copy the folder."
+        )
+    splits = datamodule.select()
+    if datamodule.modality == "image":
+        for examples in splits.values():
+            _check_images(examples, datamodule.name)
+    meta = {
+        "format": FORMAT,
+        "name": datamodule.name,
+        "modality": datamodule.modality,
+        "class_names": list(datamodule.class_names),
+        "splits": {split: len(examples) for split, examples in splits.items()},
+        "config": dict(config or {}),
+    }
+    remote = is_url(out)
+    target = None if remote else _local(out)
+    if target is not None and target.exists():
+        if not target.is_dir():
+            raise DataError(f"out={out} is a file; name a folder for the shards.")
+        if any(target.iterdir()) and not overwrite:
+            raise DataError(
+                f"out={out} already holds files; name a new folder, or add overwrite=true to "
+                "replace them."
+            )
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp's folder is private; shards are meant to be read
+        base = str(staging)
+    else:
+        staging, base = None, str(out).rstrip("/")
+    try:
+        for split, examples in splits.items():
+            _optimize_split(
+                optimize,
+                fn=ShardWriter(examples, datamodule.modality),
+                inputs=list(range(len(examples))),
+                output_dir=f"{base}/{split}",
+                chunk_bytes=chunk_bytes,
+                num_workers=_writers(workers, len(examples)),
+                mode="overwrite",
+                verbose=False,
+                # forked writers start in a fraction of a second; spawned ones re-import
+                # torch and ftlab first (seconds per split)
+                start_method="fork" if hasattr(os, "fork") else None,
+            )
+        _write_meta(base, meta)
+        if target is not None and staging is not None:
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+    except BaseException:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return meta
+
+
+def _optimize_split(optimize, **kwargs: Any) -> None:
+    """litdata's ``optimize``; a writer's failure (a RuntimeError holding the worker's
+    traceback as text) becomes a DataError naming the item and the original error."""
+    import re
+
+    try:
+        optimize(**kwargs)
+    except RuntimeError as e:
+        text = str(e)
+        errors = re.findall(r"^(\w+(?:Error|Exception|Interrupt)\b.*)$", text, re.MULTILINE)
+        cause = next((m for m in errors if not m.startswith("RuntimeError: Failed processing")), "")
+        item = re.search(r"Failed processing item=(\d+)", text)
+        where = f" on item {item.group(1)}" if item else ""
+        raise DataError(
+            f"writing shards to {kwargs['output_dir']} failed{where}: {cause or text.strip()[-300:]}"
+        ) from e
+
+
+def _writers(workers: int | None, items: int) -> int:
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8)
+    return max(1, min(workers, items))
+
+
+def _write_meta(base: str, meta: dict[str, Any]) -> None:
+    text = json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n"
+    if not is_url(base):
+        from ftlab.atomic import atomic_write_text
+
+        atomic_write_text(Path(base) / META_FILE, text)
+        return
+    from litdata.streaming.fs_provider import _get_fs_provider
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / META_FILE
+        local.write_text(text)
+        _get_fs_provider(base).upload_file(str(local), f"{base}/{META_FILE}")
+
+
+def read_meta(input_dir: str | os.PathLike, storage_options: Mapping | None = None) -> dict:
+    """``input_dir/ftlab.json``, checked; a DataError says what is wrong with the folder."""
+    where = str(input_dir).rstrip("/")
+    written_by = "ftlab-data optimize data=<data config> out=<dir>"
+    if is_url(where):
+        from litdata.streaming.fs_provider import _get_fs_provider
+
+        provider = _get_fs_provider(where, dict(storage_options or {}))
+        if not provider.exists(f"{where}/{META_FILE}"):
+            raise DataError(
+                f"{where} has no {META_FILE}: it was not written by `{written_by}`, or that "
+                "run did not finish."
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            provider.download_file(f"{where}/{META_FILE}", f"{tmp}/{META_FILE}")
+            text = Path(tmp, META_FILE).read_text()
+    else:
+        folder = _local(where)
+        if not folder.is_dir():
+            raise DataError(
+                f"data.source.input_dir={input_dir} is not a folder; write shards there with "
+                f"`{written_by}`."
+            )
+        if not (folder / META_FILE).is_file():
+            raise DataError(
+                f"{folder} has no {META_FILE}: it was not written by `{written_by}`, or that "
+                "run did not finish."
+            )
+        text = (folder / META_FILE).read_text()
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(
+            f"{where}/{META_FILE} is not valid JSON ({e}); write the shards again."
+        ) from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise DataError(
+            f"{where}/{META_FILE} has format {found!r}; this ftlab reads format {FORMAT}: write "
+            "the shards again with this version's ftlab-data optimize."
+        )
+    return meta
+
+
+def shards_name(input_dir: Any) -> str:
+    """How runs, reports and W&B name data=streaming: ``<the data it holds>(shards)`` for
+    a local folder that ``ftlab-data optimize`` wrote, else ``streaming`` (a URL is not
+    read just to name it; a bad folder is reported when the data is built)."""
+    if not input_dir or is_url(str(input_dir)):
+        return "streaming"
+    try:
+        meta = json.loads((_local(str(input_dir)) / META_FILE).read_text())
+        return f"{meta['name']}(shards)"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "streaming"
+
+
+# --------------------------------------------------------------------------- reading
+class Shards(Source):
+    """Shards written by ``ftlab-data optimize``, local or in object storage.
+
+    ``cache_dir`` and ``max_cache_size`` are litdata's: where chunks of remote shards are
+    kept while they are read, and how much of them. ``storage_options`` go to the cloud
+    client (credentials, endpoint).
+    """
+
+    name = "streaming"
+
+    def __init__(
+        self,
+        input_dir: str | os.PathLike | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        max_cache_size: str | int = "50GB",
+        storage_options: Mapping[str, Any] | None = None,
+        data_dir: str | os.PathLike | None = None,
+    ) -> None:
+        super().__init__(data_dir)
+        if not input_dir:
+            raise ConfigError(
+                "data=streaming needs data.source.input_dir: a folder or cloud URL written by "
+                "`ftlab-data optimize data=<data config> out=<dir>`."
+            )
+        self.input_dir = str(input_dir).rstrip("/")
+        self.cache_dir = None if cache_dir in (None, "") else str(cache_dir)
+        self.max_cache_size = max_cache_size
+        self.storage_options = dict(storage_options or {})
+        self.meta = read_meta(self.input_dir, self.storage_options)
+        self.modality = self.meta["modality"]
+        self.data_name = self.meta["name"]
+
+    def _class_names(self) -> list[str]:
+        return list(self.meta["class_names"])
+
+    def _load(self) -> dict[str, Split | None]:
+        raise DataError(
+            "streaming shards are read as a stream (Shards.dataset), not loaded into memory."
+        )
+
+    def dataset(self, split: str, shuffle: bool, seed: int, transform, drop_last: bool | None):
+        """litdata's ``StreamingDataset`` over ``split``; create it where the process group
+        already exists (a dataloader hook), since it reads its rank and world size then."""
+        from litdata import StreamingDataset
+
+        if split not in SPLITS:
+            raise ConfigError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
+        location = f"{self.input_dir}/{split}"
+        if not is_url(location):
+            location = str(_local(location))
+        return StreamingDataset(
+            location,
+            cache_dir=self.cache_dir,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+            max_cache_size=self.max_cache_size,
+            storage_options=self.storage_options,
+            transform=transform,
+        )
+
+    def __repr__(self) -> str:
+        return f"Shards(input_dir={self.input_dir!r}, holds={self.data_name!r})"
+
+
+class StreamingDataModule(ClassificationDataModule):
+    """Batches from :class:`Shards`, through litdata's ``StreamingDataLoader``.
+
+    The same batches as :class:`ClassificationDataModule` gives for the data the shards were
+    written from (plus each item's ``sample_id``), shuffled by litdata (chunk order, then
+    items within a window; seeded by ``seed`` and the epoch). Under DDP each rank reads its
+    own share, and the training split drops the last uneven items so every rank takes the
+    same number of steps. Lightning saves the loader's position in checkpoints and restores
+    it on resume.
+    """
+
+    #: why a frozen backbone's features are not cached (see ftlab.callbacks.FeatureCache)
+    feature_cache_refusal = (
+        "the data streams from shards (data=streaming): it is read in litdata's order, once per "
+        "epoch, with nothing indexed to keep features for"
+    )
+
+    def __init__(
+        self,
+        source: Shards | Mapping[str, Any],
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int | str = 0,
+        seed: int = 0,
+        augment: bool = False,
+        image_size: int | None = None,
+        max_length: int = 128,
+        pin_memory: bool | None = None,
+        name: str | None = None,
+        **selections: Any,
+    ) -> None:
+        unknown = sorted(set(selections) - set(SELECTIONS))
+        if unknown:
+            raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
+        chosen = {k: v for k, v in selections.items() if v is not None}
+        if chosen:
+            key, value = next(iter(chosen.items()))
+            raise ConfigError(
+                f"data.{key}={value} selects with every label in view, so data=streaming applies "
+                f"it when the shards are written: `ftlab-data optimize data=<data config> "
+                f"data.{key}={value} out=<dir>`, then train on that dir with data.{key}=null."
+            )
+        super().__init__(
+            source,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            augment=augment,
+            image_size=image_size,
+            max_length=max_length,
+            pin_memory=pin_memory,
+            cache=False,
+            name=name,
+        )
+        if not isinstance(self.source, Shards):
+            raise ConfigError(
+                f"data=streaming reads ftlab.data.Shards, got {type(self.source).__name__}; set "
+                "data.source._target_=ftlab.data.Shards."
+            )
+        if not name or name == "streaming":
+            self.name = f"{self.source.data_name}(shards)"
+        self._train_loader: Any = None
+        self._train_loader_state: dict[str, Any] | None = None
+
+    # ------------------------------------------------------- mid-epoch resumption
+    def state_dict(self) -> dict[str, Any]:
+        """The training loader's position: every checkpoint holds it (Lightning saves a data
+        module's state with the model's)."""
+        loader = self._train_loader
+        return {"train_loader": loader.state_dict()} if loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Kept for the training loader, which may not exist yet.
+
+        Lightning also restores a stateful loader from the fit loop's state, but only when
+        the loader is first built after the restore; ftlab's optimizer asks for
+        ``trainer.estimated_stepping_batches``, which builds it before (Lightning issue
+        #20550), and the loop's saved state is then never applied. The data module's own
+        state is restored first, so the loader gets its position whenever it is built."""
+        self._train_loader_state = state_dict.get("train_loader")
+        if self._train_loader is not None and self._train_loader_state is not None:
+            self._train_loader.load_state_dict(self._train_loader_state)
+            self._train_loader_state = None
+
+    @property
+    def split_sizes(self) -> dict[str, int]:
+        return dict(self.source.meta["splits"])
+
+    def select(self) -> dict[str, Split]:
+        raise DataError(
+            "data=streaming holds no splits in memory; the selection was made when the shards "
+            f"were written (see {self.source.input_dir}/{META_FILE})."
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._preprocessing is None:
+            raise ConfigError(
+                "call set_preprocessing(timm data config or tokenizer) before setup, so the "
+                "data is transformed the way the backbone expects."
+            )
+
+    def _loader(self, split: str):
+        from litdata import StreamingDataLoader
+
+        self.setup()
+        train = split == "train"
+        dataset = self.source.dataset(
+            split,
+            shuffle=train,
+            seed=self.seed,
+            transform=self.pipeline.shard_item(train),
+            # training ranks must take equal steps (litdata drops the rest under DDP);
+            # evaluation reads every item once: ranks may then take unequal steps
+            drop_last=None if train else False,
+        )
+        loader = StreamingDataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            num_workers=self.num_workers,
+            collate_fn=self.pipeline.collate_fn,
+            pin_memory=self.pin_memory,
+        )
+        if train:
+            self._train_loader = loader
+            if self._train_loader_state is not None:
+                loader.load_state_dict(self._train_loader_state)
+                self._train_loader_state = None
+        return loader
+
+    def raw_loader(self, split: str):
+        raise DataError(self.feature_cache_refusal)
+
+    def set_features(self, split: str, features, labels) -> None:
+        raise DataError(self.feature_cache_refusal)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, source={self.source!r}, sizes={self.split_sizes})"
