@@ -66,7 +66,8 @@ class HostReads(pl.Callback):
 
 class SampleIds(pl.Callback):
     """Write the ``sample_id``s of every training batch this rank reads, one JSON line per
-    step (``{"step", "epoch", "ids"}``), to ``<path>.rank<R>.jsonl``, flushed as it goes.
+    step (``{"step", "epoch", "ids"}``), to ``<path>.rank<R>.jsonl``, flushed as it goes;
+    those of validation batches (not the sanity check's) to ``<path>.val.rank<R>.jsonl``.
 
     With ``$FTLAB_TEST_KILL_AT_STEP`` set, the run's whole process group (every rank) is
     SIGKILLed when that step is about to start, as a preempted node dies: nothing is saved
@@ -81,7 +82,14 @@ class SampleIds(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.kill_at_step:
             os.killpg(os.getpgid(0), signal.SIGKILL)
+        self._write(trainer, batch, "")
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if not trainer.sanity_checking:
+            self._write(trainer, batch, ".val")
+
+    def _write(self, trainer, batch, split: str) -> None:
         line = {"step": trainer.global_step, "epoch": trainer.current_epoch,
                 "ids": batch["sample_id"].tolist()}  # fmt: skip
-        with open(f"{self.path}.rank{trainer.global_rank}.jsonl", "a") as f:
+        with open(f"{self.path}{split}.rank{trainer.global_rank}.jsonl", "a") as f:
             f.write(json.dumps(line) + "\n")

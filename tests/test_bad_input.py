@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow  # one process each (~9 s of imports)
 
 class Case(NamedTuple):
     id: str
-    entry: str  # train | evaluate
+    entry: str  # train | evaluate | data.fetch (ftlab-data)
     overrides: list[str]
     code: int  # Hydra's own config-group errors exit 1, ftlab's exit 2
     fragments: list[str]  # "{tmp}" stands for the test's tmp_path
@@ -55,6 +55,21 @@ def junk_checkpoint(tmp: Path, _) -> list[str]:
     return [f"ckpt_path={tmp / 'junk.ckpt'}"]
 
 
+def pet_shards(tmp: Path, _) -> list[str]:
+    """Shards of the pets folder, written as ``ftlab-data optimize`` writes them."""
+    from ftlab.data import ClassificationDataModule, ImageFolder
+    from ftlab.data.streaming import write_shards
+
+    write_shards(ClassificationDataModule(ImageFolder(pets(tmp))), tmp / "shards", workers=1)
+    return [f"data.source.input_dir={tmp / 'shards'}"]
+
+
+def occupied(tmp: Path, _) -> list[str]:
+    (tmp / "shards").mkdir()
+    (tmp / "shards" / "notes.txt").write_text("mine")
+    return [f"out={tmp / 'shards'}"]
+
+
 ROWS = "".join(f"{t},{lab}\n" for t, lab in [("good", "pos"), ("bad", "neg")] * 4)
 
 
@@ -67,6 +82,42 @@ CASES = [
     Case(
         "method setting that does not exist", "train", ["method=lora", "+method.rank=16"], 2,
         ["method.rank is not a setting of method=lora", "alpha", "r, targets"],
+    ),
+    Case(
+        "streaming without shards", "train", ["data=streaming"], 2,
+        ["data=streaming needs data.source.input_dir", "ftlab-data optimize data=<data config>"],
+    ),
+    Case(
+        "streaming from a folder optimize did not write", "train", ["data=streaming"], 2,
+        ["{tmp} has no ftlab.json: it was not written by `ftlab-data optimize"],
+        lambda tmp, _: [f"data.source.input_dir={tmp}"],
+    ),
+    Case(
+        "few-shot control on streamed shards", "train",
+        ["data=streaming", "data.samples_per_class=5"], 2,
+        ["data.samples_per_class=5 selects with every label in view",
+         "ftlab-data optimize data=<data config> data.samples_per_class=5 out=<dir>"],
+        pet_shards,
+    ),
+    Case(
+        "optimize without out=", "data.fetch", ["optimize", "data=fashion_mnist"], 2,
+        ["ftlab-data optimize needs out=<folder or cloud URL>"],
+    ),
+    Case(
+        "optimize key misspelt", "data.fetch", ["optimize", "data=fashion_mnist", "outdir=x"], 2,
+        ["'outdir=x' sets neither the data nor one of optimize's own keys", "out= (the folder",
+         "Did you mean 'out'"],
+    ),
+    Case(
+        "optimize into a folder that holds files", "data.fetch",
+        ["optimize", "data=fashion_mnist", "data.samples_per_class=2"], 2,
+        ["out={tmp}/shards already holds files", "overwrite=true"],
+        occupied,
+    ),
+    Case(
+        "optimize streamed shards again", "data.fetch", ["optimize", "data=streaming"], 2,
+        ["data=streaming is already shards"],
+        lambda tmp, trained: [*pet_shards(tmp, trained), f"out={tmp / 'again'}"],
     ),
     Case(
         "hf_dataset file that does not exist", "train",
@@ -221,6 +272,8 @@ def trained(tmp_path_factory, data_dir) -> Callable[[str], Path]:
 
 def base_overrides(entry: str, overrides: list[str], tmp_path: Path) -> list[str]:
     """The tiny CNN run, minus whatever group the case replaces."""
+    if entry == "data.fetch":  # ftlab-data optimize writes only where out= says
+        return []
     base = [f"paths.root_dir={tmp_path}"]
     if entry != "train":
         return base

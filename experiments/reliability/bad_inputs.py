@@ -37,12 +37,14 @@ def main() -> None:
         proc = ftlab_cli(case.entry, *base_overrides(case.entry, overrides, tmp), *overrides)
         lines = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
         said = next(
-            (ln for ln in reversed(lines) if ln.startswith(("ftlab:", "Error", "In '", "Could"))),
+            (ln for ln in reversed(lines) if ln.startswith(("ftlab:", "ftlab-data:", "Error", "In '", "Could"))),
             lines[-1] if lines else "",
         )
         shown = " ".join(o.replace(str(tmp), "<tmp>") for o in case.overrides or overrides)
         said = said.replace(str(tmp), "<tmp>").replace(str(work), "<work>")
-        command = {"train": "ftlab-train", "evaluate": "ftlab-eval"}[case.entry]
+        command = {"train": "ftlab-train", "evaluate": "ftlab-eval", "data.fetch": "ftlab-data"}[
+            case.entry
+        ]
         rows.append((case.id, f"`{command} {shown}`", proc.returncode, said))
         print(f"{proc.returncode}  {case.id}: {said[:150]}", flush=True)
     lines = [

@@ -22,6 +22,14 @@ NOISE: dict[str, tuple[str, ...]] = {
         # ftlab's schedule asks for the number of steps; nothing for the user to do
         r"Loading `train_dataloader` to estimate number of stepping batches\.",
     ),
+    "litdata.streaming.dataset": (
+        # data=streaming's evaluation splits read every item once under DDP on purpose (the
+        # ranks then take unequal steps, which evaluation allows); training drops the rest
+        r"You're operating within a distributed environment and have disabled the `drop_last` "
+        r"option\. .*",
+        r"StreamingDataset POSIX-fast \w+: mmap chunks in place \(no cache copy, no source "
+        r"delete\)\.",
+    ),
 }
 #: (message regex, category) of warnings dropped
 NOISY_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (

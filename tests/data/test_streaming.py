@@ -231,8 +231,9 @@ STREAMED_DDP = [
 ]  # fmt: skip
 
 
-def _steps(path: Path, rank: int) -> list[dict]:
-    return [json.loads(line) for line in Path(f"{path}.rank{rank}.jsonl").read_text().splitlines()]
+def _steps(path: Path, rank: int, split: str = "") -> list[dict]:
+    lines = Path(f"{path}{split}.rank{rank}.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
 
 
 @pytest.mark.slow
@@ -240,7 +241,7 @@ def test_two_ranks_share_each_epoch_and_a_killed_run_resumes_mid_epoch(data_dir,
     shards = tmp_path / "shards"
     write_shards(
         ClassificationDataModule(
-            FashionMNIST(data_dir), samples_per_class=8, val_samples=16, test_samples=16
+            FashionMNIST(data_dir), samples_per_class=8, val_samples=17, test_samples=17
         ),
         shards,
         chunk_bytes="4kB",
@@ -266,6 +267,12 @@ def test_two_ranks_share_each_epoch_and_a_killed_run_resumes_mid_epoch(data_dir,
         seen = [[i for s in r if s["epoch"] == epoch for i in s["ids"]] for r in ranks]
         assert not set(seen[0]) & set(seen[1]), "the ranks read disjoint samples"
         assert len(seen[0]) + len(seen[1]) == len(set(seen[0]) | set(seen[1])) == 80
+        # evaluation reads each of its 17 items once, ranks taking unequal shares
+        val = [[i for s in _steps(tmp_path / "whole", r, ".val") if s["epoch"] == epoch
+                for i in s["ids"]] for r in (0, 1)]  # fmt: skip
+        assert (
+            sorted(val[0] + val[1]) == sorted(set(val[0] + val[1])) and len(val[0] + val[1]) == 17
+        )
 
     # killed at the start of step 14 (epoch 2, batch 5); its last checkpoint is step 12's
     cut = train("cut", kill_at=14)
