@@ -101,11 +101,11 @@ CASES = [
     ),
     Case(
         "optimize without out=", "data.fetch", ["optimize", "data=fashion_mnist"], 2,
-        ["ftlab-data optimize needs out=<folder or cloud URL>"],
+        ["ftlab-data: optimize needs out=<folder or cloud URL>"],
     ),
     Case(
         "optimize key misspelt", "data.fetch", ["optimize", "data=fashion_mnist", "outdir=x"], 2,
-        ["'outdir=x' sets neither the data nor one of optimize's own keys", "out= (the folder",
+        ["'outdir=x' is neither a data override", "out=, chunk_bytes=, workers=, overwrite=",
          "Did you mean 'out'"],
     ),
     Case(

@@ -186,6 +186,8 @@ def test_what_streaming_refuses_is_one_sentence(fashion_shards, tmp_path):
     assert "ftlab-data optimize data=<data config> data.samples_per_class=5 out=<dir>" in str(
         error.value
     )
+    with pytest.raises(ConfigError, match=r"chunk_bytes='lots' must be a positive size"):
+        write_shards(dm, tmp_path / "sized", chunk_bytes="lots")
     with pytest.raises(ConfigError, match=r"data=streaming is already shards"):
         write_shards(StreamingDataModule(Shards(out)), tmp_path / "again")
     (tmp_path / "full").mkdir()

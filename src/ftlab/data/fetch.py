@@ -113,14 +113,15 @@ def optimize(arguments: Sequence[str]) -> dict:
             own[key] = value
         elif eq and not key.startswith(("data", "seed", "paths", "+", "~")):
             raise ConfigError(
-                f"ftlab-data optimize: {arg!r} sets neither the data nor one of optimize's own "
-                f"keys ({', '.join(f'{k}= ({v})' for k, v in OPTIMIZE_KEYS.items())}).{suggest(key, OPTIMIZE_KEYS)}"
+                f"optimize: {arg!r} is neither a data override (data=..., data.KEY=..., seed=...) "
+                f"nor one of optimize's keys: {', '.join(f'{k}=' for k in OPTIMIZE_KEYS)}."
+                f"{suggest(key, OPTIMIZE_KEYS)}"
             )
         else:
             overrides.append(arg)
     if not own.get("out"):
         raise ConfigError(
-            "ftlab-data optimize needs out=<folder or cloud URL> for the shards, e.g. "
+            "optimize needs out=<folder or cloud URL> for the shards, e.g. "
             "`ftlab-data optimize data=fashion_mnist out=shards/fashion_mnist`."
         )
     overwrite = own.get("overwrite", "false").lower()

@@ -105,6 +105,7 @@ def write_shards(
     """
     from litdata import optimize
 
+    _check_chunk_bytes(chunk_bytes)
     if isinstance(datamodule, StreamingDataModule):
         raise ConfigError(
             "data=streaming is already shards; optimize the data config they were written from "
@@ -123,6 +124,14 @@ def write_shards(
         "config": dict(config or {}),
     }
     remote = is_url(out)
+    if remote and not overwrite:
+        from litdata.streaming.fs_provider import _get_fs_provider
+
+        if _get_fs_provider(str(out)).exists(f"{str(out).rstrip('/')}/{META_FILE}"):
+            raise DataError(
+                f"out={out} already holds shards; name a new location, or add overwrite=true to "
+                "replace them."
+            )
     target = None if remote else _local(out)
     if target is not None and target.exists():
         if not target.is_dir():
@@ -166,6 +175,19 @@ def write_shards(
             shutil.rmtree(staging, ignore_errors=True)
         raise
     return meta
+
+
+def _check_chunk_bytes(chunk_bytes: str | int) -> None:
+    import re
+
+    if isinstance(chunk_bytes, int) and not isinstance(chunk_bytes, bool) and chunk_bytes > 0:
+        return
+    size = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([tgmk]?b?)\s*", str(chunk_bytes), re.IGNORECASE)
+    if size is None or float(size.group(1)) <= 0:
+        raise ConfigError(
+            f"chunk_bytes={chunk_bytes!r} must be a positive size: a number of bytes, or one with "
+            "a unit such as 512kB, 64MB or 1GB."
+        )
 
 
 def _optimize_split(optimize, **kwargs: Any) -> None:
