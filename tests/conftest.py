@@ -61,17 +61,11 @@ def efficientnet_weights(data_dir: Path) -> Path:
 
 def compose(overrides: list[str], output_dir: Path, config_name: str = "train"):
     """The config ``ftlab-train OVERRIDES`` would run, writing into ``output_dir``."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import open_dict
 
-    from ftlab.config import CONF_DIR, register_resolvers
+    from ftlab.config import compose_config
 
-    register_resolvers()
-    if not GlobalHydra.instance().is_initialized():
-        initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3")
-    cfg = hydra_compose(config_name=config_name, overrides=overrides)
+    cfg = compose_config(overrides, config_name=config_name)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
     return cfg

@@ -74,6 +74,21 @@ def root_cause(err: BaseException) -> BaseException:
     return err
 
 
+def explain(err: BaseException) -> tuple[str, str] | None:
+    """``(kind, message)`` for an error the user can act on: an :class:`FtlabError` behind
+    ``err`` (kind: its class name) or Hydra's / OmegaConf's config error (kind: ``config
+    error``); None for anything else, which is a bug to show in full."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    user = user_error(err)
+    if user is not None:
+        return type(user).__name__, str(user)
+    if isinstance(err, HydraException | OmegaConfBaseException):
+        return "config error", str(err)
+    return None
+
+
 def exit_on_user_error(fn: Callable) -> Callable:
     """Turn an :class:`FtlabError` (and Hydra's config errors) into one red line and exit 2."""
 
@@ -82,15 +97,10 @@ def exit_on_user_error(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except Exception as err:
-            from hydra.errors import HydraException
-            from omegaconf.errors import OmegaConfBaseException
-
-            user = user_error(err)
-            if user is not None:
-                _fail(f"{type(user).__name__}: {user}")
-            if isinstance(err, HydraException | OmegaConfBaseException):
-                _fail(f"config error: {err}")
-            raise
+            explained = explain(err)
+            if explained is None:
+                raise
+            _fail(": ".join(explained))
 
     return wrapper
 

@@ -253,13 +253,16 @@ class ClassificationDataModule(L.LightningDataModule):
                 raise DataError(f"data={self.name}: the {split} split is empty after selection.")
         return selected
 
+    def _require_preprocessing(self) -> None:
+        if self._preprocessing is None:
+            raise ConfigError(
+                "call set_preprocessing(timm data config or tokenizer) before setup, so the "
+                "data is transformed the way the backbone expects."
+            )
+
     def _dataset(self, split: str) -> FeatureSwitch:
         if split not in self._datasets:
-            if self._preprocessing is None:
-                raise ConfigError(
-                    "call set_preprocessing(timm data config or tokenizer) before setup, so the "
-                    "data is transformed the way the backbone expects."
-                )
+            self._require_preprocessing()
             examples = self.select()[split]
             self._datasets[split] = FeatureSwitch(
                 self.pipeline.dataset(examples, train=split == "train")

@@ -22,7 +22,7 @@ from pathlib import Path
 from ftlab.backbones.assets import EfficientNetLite0, MiniLM, SmolLM2
 from ftlab.data.images import CIFAR10, CIFAR100, FashionMNIST
 from ftlab.data.texts import BBCNews, RottenTomatoes
-from ftlab.errors import ConfigError, DataError, FtlabError, suggest
+from ftlab.errors import ConfigError, DataError, FtlabError, explain, suggest
 from ftlab.paths import Asset, default_data_dir, resolve_data_dir
 
 #: Every asset ``ftlab-data`` knows, by name, in the order ``list`` shows them.
@@ -100,9 +100,8 @@ def optimize(arguments: Sequence[str]) -> dict:
     import time
 
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    from ftlab.config import compose_config
+    from ftlab.config import compose_config, plain
     from ftlab.data.streaming import write_shards
 
     own: dict[str, str] = {}
@@ -139,7 +138,7 @@ def optimize(arguments: Sequence[str]) -> dict:
         chunk_bytes=own.get("chunk_bytes", "64MB"),
         workers=int(workers) if workers else None,
         overwrite=overwrite == "true",
-        config=OmegaConf.to_container(cfg.data, resolve=True),
+        config=plain(cfg.data),
     )
     sizes = ", ".join(f"{split} {n:,}" for split, n in meta["splits"].items())
     print(
@@ -187,17 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         failures = fetch(args.names, data_dir)
     except Exception as e:
-        from hydra.errors import HydraException
-        from omegaconf.errors import OmegaConfBaseException
-
-        from ftlab.errors import root_cause, user_error
-
-        shown = user_error(e)
-        if shown is None and isinstance(e, HydraException | OmegaConfBaseException):
-            shown = root_cause(e)
-        if shown is None:
+        explained = explain(e)
+        if explained is None:
             raise
-        print(f"ftlab-data: {shown}", file=sys.stderr)
+        print(f"ftlab-data: {explained[1]}", file=sys.stderr)
         return 2
     failed = [name for name, error in failures.items() if error]
     if failed:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -45,6 +46,18 @@ def is_url(path: str | os.PathLike) -> bool:
 
 def _local(path: str | os.PathLike) -> Path:
     return Path(str(path).removeprefix("file://")).expanduser().absolute()
+
+
+def _remote(url: str, storage_options: Mapping[str, Any] | None = None):
+    """litdata's client for a cloud URL (its helper is private: one place to mend)."""
+    from litdata.streaming.fs_provider import _get_fs_provider
+
+    return _get_fs_provider(url, dict(storage_options or {}))
+
+
+def _label(meta: Mapping[str, Any]) -> str:
+    """How runs, reports and W&B name shards: ``<the data they hold>(shards)``."""
+    return f"{meta['name']}(shards)"
 
 
 # --------------------------------------------------------------------------- writing
@@ -124,14 +137,11 @@ def write_shards(
         "config": dict(config or {}),
     }
     remote = is_url(out)
-    if remote and not overwrite:
-        from litdata.streaming.fs_provider import _get_fs_provider
-
-        if _get_fs_provider(str(out)).exists(f"{str(out).rstrip('/')}/{META_FILE}"):
-            raise DataError(
-                f"out={out} already holds shards; name a new location, or add overwrite=true to "
-                "replace them."
-            )
+    if remote and not overwrite and _remote(str(out)).exists(f"{str(out).rstrip('/')}/{META_FILE}"):
+        raise DataError(
+            f"out={out} already holds shards; name a new location, or add overwrite=true to "
+            "replace them."
+        )
     target = None if remote else _local(out)
     if target is not None and target.exists():
         if not target.is_dir():
@@ -178,8 +188,6 @@ def write_shards(
 
 
 def _check_chunk_bytes(chunk_bytes: str | int) -> None:
-    import re
-
     if isinstance(chunk_bytes, int) and not isinstance(chunk_bytes, bool) and chunk_bytes > 0:
         return
     size = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([tgmk]?b?)\s*", str(chunk_bytes), re.IGNORECASE)
@@ -193,8 +201,6 @@ def _check_chunk_bytes(chunk_bytes: str | int) -> None:
 def _optimize_split(optimize, **kwargs: Any) -> None:
     """litdata's ``optimize``; a writer's failure (a RuntimeError holding the worker's
     traceback as text) becomes a DataError naming the item and the original error."""
-    import re
-
     try:
         optimize(**kwargs)
     except RuntimeError as e:
@@ -221,12 +227,10 @@ def _write_meta(base: str, meta: dict[str, Any]) -> None:
 
         atomic_write_text(Path(base) / META_FILE, text)
         return
-    from litdata.streaming.fs_provider import _get_fs_provider
-
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / META_FILE
         local.write_text(text)
-        _get_fs_provider(base).upload_file(str(local), f"{base}/{META_FILE}")
+        _remote(base).upload_file(str(local), f"{base}/{META_FILE}")
 
 
 def read_meta(input_dir: str | os.PathLike, storage_options: Mapping | None = None) -> dict:
@@ -234,9 +238,7 @@ def read_meta(input_dir: str | os.PathLike, storage_options: Mapping | None = No
     where = str(input_dir).rstrip("/")
     written_by = "ftlab-data optimize data=<data config> out=<dir>"
     if is_url(where):
-        from litdata.streaming.fs_provider import _get_fs_provider
-
-        provider = _get_fs_provider(where, dict(storage_options or {}))
+        provider = _remote(where, storage_options)
         if not provider.exists(f"{where}/{META_FILE}"):
             raise DataError(
                 f"{where} has no {META_FILE}: it was not written by `{written_by}`, or that "
@@ -280,8 +282,7 @@ def shards_name(input_dir: Any) -> str:
     if not input_dir or is_url(str(input_dir)):
         return "streaming"
     try:
-        meta = json.loads((_local(str(input_dir)) / META_FILE).read_text())
-        return f"{meta['name']}(shards)"
+        return _label(json.loads((_local(str(input_dir)) / META_FILE).read_text()))
     except (OSError, ValueError, KeyError, TypeError):
         return "streaming"
 
@@ -317,7 +318,6 @@ class Shards(Source):
         self.storage_options = dict(storage_options or {})
         self.meta = read_meta(self.input_dir, self.storage_options)
         self.modality = self.meta["modality"]
-        self.data_name = self.meta["name"]
 
     def _class_names(self) -> list[str]:
         return list(self.meta["class_names"])
@@ -349,7 +349,7 @@ class Shards(Source):
         )
 
     def __repr__(self) -> str:
-        return f"Shards(input_dir={self.input_dir!r}, holds={self.data_name!r})"
+        return f"Shards(input_dir={self.input_dir!r}, holds={self.meta['name']!r})"
 
 
 class StreamingDataModule(ClassificationDataModule):
@@ -412,8 +412,8 @@ class StreamingDataModule(ClassificationDataModule):
                 f"data=streaming reads ftlab.data.Shards, got {type(self.source).__name__}; set "
                 "data.source._target_=ftlab.data.Shards."
             )
-        if not name or name == "streaming":
-            self.name = f"{self.source.data_name}(shards)"
+        if not name or name == "streaming":  # built without the config's resolver
+            self.name = _label(self.source.meta)
         self._train_loader: Any = None
         self._train_loader_state: dict[str, Any] | None = None
 
@@ -433,6 +433,9 @@ class StreamingDataModule(ClassificationDataModule):
         #20550), and the loop's saved state is then never applied. The data module's own
         state is restored first, so the loader gets its position whenever it is built."""
         self._train_loader_state = state_dict.get("train_loader")
+        self._restore_train_loader()
+
+    def _restore_train_loader(self) -> None:
         if self._train_loader is not None and self._train_loader_state is not None:
             self._train_loader.load_state_dict(self._train_loader_state)
             self._train_loader_state = None
@@ -448,16 +451,12 @@ class StreamingDataModule(ClassificationDataModule):
         )
 
     def setup(self, stage: str | None = None) -> None:
-        if self._preprocessing is None:
-            raise ConfigError(
-                "call set_preprocessing(timm data config or tokenizer) before setup, so the "
-                "data is transformed the way the backbone expects."
-            )
+        self._require_preprocessing()  # the streams themselves are opened by each loader
 
     def _loader(self, split: str):
         from litdata import StreamingDataLoader
 
-        self.setup()
+        self._require_preprocessing()
         train = split == "train"
         dataset = self.source.dataset(
             split,
@@ -477,9 +476,7 @@ class StreamingDataModule(ClassificationDataModule):
         )
         if train:
             self._train_loader = loader
-            if self._train_loader_state is not None:
-                loader.load_state_dict(self._train_loader_state)
-                self._train_loader_state = None
+            self._restore_train_loader()
         return loader
 
     def raw_loader(self, split: str):
