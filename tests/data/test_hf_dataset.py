@@ -192,3 +192,25 @@ def test_ftlab_train_on_a_parquet_file(bbc_files, tmp_path):
     assert (record["data"], record["status"]) == ("hf_dataset", "done")
     assert record["data/samples_per_class"] == 4 and 0 <= record["test/acc"] <= 1
     assert torch.cuda.is_available() or record["memory/kind"] == "process_rss"
+
+
+def test_embedded_image_bytes_are_decoded_in_the_loader(data_dir, tmp_path):
+    """Images stored inside the file (parquet with an Image feature) stay encoded until a
+    loader reads them, and give the pixels of the image itself."""
+    import datasets
+
+    part = FashionMNIST(data_dir).load("test")
+    images = [Image.fromarray(part.items[i]) for i in range(40)]
+    table = datasets.Dataset.from_dict({"image": images, "label": part.labels[:40].tolist()})
+    table.cast_column("image", datasets.Image()).to_parquet(tmp_path / "fashion.parquet")
+    source = HFDataset(
+        path="parquet", data_files=str(tmp_path / "fashion.parquet"), cache_dir=tmp_path / "c"
+    )
+    dm = ClassificationDataModule(source, cache=False)
+    dm.set_preprocessing(TIMM_CONFIG_96)
+    dm.setup()
+    train = dm.splits["train"]
+    assert all(isinstance(item, bytes) for item in train.items)  # not decoded up front
+    for row in range(3):
+        own = dm.pipeline.eval_transform(images[int(train.index[row])].convert("RGB"))
+        assert torch.equal(dm._dataset("train").dataset[row]["pixel_values"], own)

@@ -45,7 +45,7 @@ class Split:
     """The raw examples of one split and their integer labels.
 
     ``items`` is a uint8 array of images (``[N, H, W]`` or ``[N, H, W, C]``), a list of
-    image file paths, or a list of texts. ``index`` is each example's position in the split
+    image file paths or encoded image files' bytes, or a list of texts (or text pairs). ``index`` is each example's position in the split
     the source read (train or test) before any selection, so selections can be compared.
     """
 

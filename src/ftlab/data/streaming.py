@@ -17,6 +17,7 @@ mid-epoch continues mid-epoch.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -81,6 +82,8 @@ class ShardWriter:
                 record["text"] = str(item)
         elif isinstance(item, np.ndarray):
             record["image"] = np.ascontiguousarray(item, dtype=np.uint8)
+        elif isinstance(item, bytes):
+            record["image"] = item  # already a file's encoding (embedded in a dataset)
         else:
             record["image"] = Path(item).read_bytes()  # the file's own encoding
         return record
@@ -93,12 +96,14 @@ def _check_images(split: Split, name: str) -> None:
 
     if isinstance(split.items, np.ndarray):
         return
-    for path in split.items:
+    for i, item in enumerate(split.items):
+        encoded = isinstance(item, bytes)
         try:
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(item) if encoded else item) as image:
                 image.verify()
         except (OSError, ValueError, SyntaxError) as e:
-            raise DataError(f"data={name}: cannot read image {path}: {e}") from e
+            what = f"#{int(split.index[i])} (embedded bytes)" if encoded else item
+            raise DataError(f"data={name}: cannot read image {what}: {e}") from e
 
 
 def write_shards(
