@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow  # one process each (~9 s of imports)
 
 class Case(NamedTuple):
     id: str
-    entry: str  # train | evaluate | data.fetch (ftlab-data)
+    entry: str  # train | evaluate | data_cli (ftlab-data)
     overrides: list[str]
     code: int  # Hydra's own config-group errors exit 1, ftlab's exit 2
     fragments: list[str]  # "{tmp}" stands for the test's tmp_path
@@ -64,6 +64,15 @@ def pet_shards(tmp: Path, _) -> list[str]:
     return [f"data.source.input_dir={tmp / 'shards'}"]
 
 
+def no_gpu(tmp: Path, _) -> list[str]:
+    """For the cases about a machine without a GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    return []
+
+
 def occupied(tmp: Path, _) -> list[str]:
     (tmp / "shards").mkdir()
     (tmp / "shards" / "notes.txt").write_text("mine")
@@ -100,22 +109,22 @@ CASES = [
         pet_shards,
     ),
     Case(
-        "optimize without out=", "data.fetch", ["optimize", "data=fashion_mnist"], 2,
+        "optimize without out=", "data_cli", ["optimize", "data=fashion_mnist"], 2,
         ["ftlab-data: optimize needs out=<folder or cloud URL>"],
     ),
     Case(
-        "optimize key misspelt", "data.fetch", ["optimize", "data=fashion_mnist", "outdir=x"], 2,
+        "optimize key misspelt", "data_cli", ["optimize", "data=fashion_mnist", "outdir=x"], 2,
         ["'outdir=x' is neither a data override", "out=, chunk_bytes=, workers=, overwrite=",
          "Did you mean 'out'"],
     ),
     Case(
-        "optimize into a folder that holds files", "data.fetch",
+        "optimize into a folder that holds files", "data_cli",
         ["optimize", "data=fashion_mnist", "data.samples_per_class=2"], 2,
         ["out={tmp}/shards already holds files", "overwrite=true"],
         occupied,
     ),
     Case(
-        "optimize streamed shards again", "data.fetch", ["optimize", "data=streaming"], 2,
+        "optimize streamed shards again", "data_cli", ["optimize", "data=streaming"], 2,
         ["data=streaming is already shards"],
         lambda tmp, trained: [*pet_shards(tmp, trained), f"out={tmp / 'again'}"],
     ),
@@ -180,6 +189,68 @@ CASES = [
     ),
     Case(
         "zero batch size", "train", ["data.batch_size=0"], 2, ["batch_size=0", "positive"],
+    ),
+    # -- types --------------------------------------------------------------------------
+    Case(
+        "method setting of the wrong type", "train", ["method=lora", "method.lr=abc"], 2,
+        ["method.lr='abc' must be a number (float) or null; got a string."],
+    ),
+    Case(
+        "count given a bool", "train", ["method=last_n", "method.n=true"], 2,
+        ["method.n=True must be an integer (int); got a bool."],
+    ),
+    Case(
+        "module setting of the wrong type", "train", ["module.warmup_fraction=abc"], 2,
+        ["module.warmup_fraction='abc' must be a number (float); got a string."],
+    ),
+    Case(
+        "data setting of the wrong type", "train", ["data.batch_size=eight"], 2,
+        ["data.batch_size='eight' must be an integer (int); got a string."],
+    ),
+    Case(
+        "unknown loss check", "train", ["module.loss_check=sometimes"], 2,
+        ["module.loss_check='sometimes' is not one of auto, step, deferred."],
+    ),
+    # -- the trainer --------------------------------------------------------------------
+    Case(
+        "GPU trainer without a GPU", "train", ["trainer=gpu"], 2,
+        ["trainer=gpu needs a CUDA GPU and this machine has none",
+         "use trainer=cpu, or trainer=default to take a GPU when there is one."],
+        no_gpu,
+    ),
+    Case(
+        "GPU trainer without a GPU (eval)", "evaluate", ["trainer=gpu", "ckpt_path=/any/best.ckpt"],
+        2,
+        ["trainer=gpu needs a CUDA GPU and this machine has none",
+         "use trainer=cpu, or trainer=default to take a GPU when there is one."],
+        no_gpu,
+    ),
+    Case(
+        "DDP trainer without a GPU", "train", ["trainer=ddp"], 2,
+        ["trainer=ddp needs a CUDA GPU", "use trainer=ddp_cpu"],
+        no_gpu,
+    ),
+    Case(
+        "zero epochs", "train", ["trainer.max_epochs=0"], 2,
+        ["trainer.max_epochs=0 trains nothing", "set trainer.max_epochs>=1", "ftlab-eval"],
+    ),
+    Case(
+        "zero steps", "train", ["trainer.max_steps=0"], 2,
+        ["trainer.max_steps=0 trains nothing", "set trainer.max_steps>=1"],
+    ),
+    Case(
+        "zero training batches", "train", ["trainer.limit_train_batches=0"], 2,
+        ["trainer.limit_train_batches=0 trains nothing", "a fraction in (0, 1]"],
+    ),
+    Case(
+        "a run without end", "train", ["trainer.max_epochs=-1"], 2,
+        ["trainer.max_epochs=-1 with trainer.max_steps=-1 trains without end",
+         "set trainer.max_epochs>=1 or trainer.max_steps>=1"],
+    ),
+    Case(
+        "trainer key misspelt", "train", ["+trainer.limit_train_batchs=2"], 2,
+        ["trainer.limit_train_batchs is not an argument of lightning.pytorch.Trainer",
+         "Did you mean 'limit_train_batches'"],
     ),
     # -- data ---------------------------------------------------------------------------
     Case(
@@ -272,7 +343,7 @@ def trained(tmp_path_factory, data_dir) -> Callable[[str], Path]:
 
 def base_overrides(entry: str, overrides: list[str], tmp_path: Path) -> list[str]:
     """The tiny CNN run, minus whatever group the case replaces."""
-    if entry == "data.fetch":  # ftlab-data optimize writes only where out= says
+    if entry == "data_cli":  # ftlab-data optimize writes only where out= says
         return []
     base = [f"paths.root_dir={tmp_path}"]
     if entry != "train":

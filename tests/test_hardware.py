@@ -142,12 +142,3 @@ def test_no_gpu_value_is_read_back_every_training_step(make_cfg):
     steps = {step for step, _ in HostReads.READS}
     assert HostReads.READS, "the probe saw no read at all (not even at logging steps)"
     assert len(steps) <= 9, HostReads.READS  # 15 steps; reads at 0, 5, 10, 15 and epoch ends
-
-
-def test_loss_check_must_be_a_known_mode():
-    from ftlab.errors import ConfigError
-    from ftlab.module import FineTuneModule
-
-    backbone = TimmBackbone("resnet18", pretrained=False)
-    with pytest.raises(ConfigError, match=r"module.loss_check='sometimes'.*auto, step, deferred"):
-        FineTuneModule(backbone, num_classes=10, loss_check="sometimes")

@@ -231,3 +231,20 @@ def test_last_checkpoint_is_the_last_epochs_even_when_the_best_is_older(tmp_path
     best, last = (load_checkpoint(tmp_path / "checkpoints" / f"{n}.ckpt") for n in ("best", "last"))
     assert best["epoch"] == 0 and last["epoch"] == 2
     assert results(tmp_path)["checkpoint/path"] == str(tmp_path / "checkpoints" / "best.ckpt")
+
+
+def test_a_run_recorded_before_a_trainer_key_existed_is_the_same_run(make_cfg):
+    """resume=true matches runs by config; a trainer key the config gained later, at
+    Lightning's own default, must not make an earlier run a different one."""
+    from ftlab.checkpoints import same_run
+    from ftlab.config import resolved
+
+    now = resolved(make_cfg())
+    before = {
+        **now,
+        "trainer": {k: v for k, v in now["trainer"].items() if k != "limit_train_batches"},
+    }
+    assert now["trainer"]["limit_train_batches"] is None  # Lightning's default
+    assert same_run(before) == same_run(now)
+    limited = {**now, "trainer": {**now["trainer"], "limit_train_batches": 3}}
+    assert same_run(limited) != same_run(now)

@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ftlab.atomic import atomic_write
-from ftlab.errors import CheckpointError
+from ftlab.errors import CheckpointError, one_line
 
 LAST = Path("checkpoints") / "last.ckpt"
 # keys Lightning understands in ``fit(ckpt_path=...)`` besides a path
@@ -51,7 +51,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as err:
         raise CheckpointError(
             f"ckpt_path={str(path)!r} could not be read ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:160]}); it may be truncated or not a torch checkpoint."
+            f"{one_line(err, 160)}); it may be truncated or not a torch checkpoint."
         ) from err
     if not isinstance(ckpt, dict) or "ftlab" not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(f"ckpt_path={str(path)!r} is not an ftlab checkpoint.")
@@ -59,13 +59,25 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def same_run(config: dict[str, Any]) -> dict[str, Any]:
-    """The part of a resolved config that two attempts at one run share."""
+    """The part of a resolved config that two attempts at one run share. A trainer key at
+    Lightning's own default counts as absent, so a run recorded before ftlab's trainer
+    config named that key is the same run."""
     out = {key: config.get(key) for key in SAME_RUN_KEYS}
     trainer = dict(config.get("trainer") or {})
     for key in IGNORED_TRAINER_KEYS:
         trainer.pop(key, None)
-    out["trainer"] = trainer
+    defaults = _trainer_defaults()
+    out["trainer"] = {k: v for k, v in trainer.items() if not (k in defaults and defaults[k] == v)}
     return out
+
+
+def _trainer_defaults() -> dict[str, Any]:
+    import inspect
+
+    from lightning.pytorch import Trainer
+
+    params = inspect.signature(Trainer.__init__).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
 
 def find_resumable(

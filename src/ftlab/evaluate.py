@@ -17,6 +17,8 @@ from ftlab.checkpoints import load_checkpoint
 from ftlab.config import CONF_DIR, register_resolvers
 from ftlab.console import quiet_console
 from ftlab.errors import CheckpointError, exit_on_user_error
+from ftlab.hardware import check_accelerator
+from ftlab.settings import hydra_choice
 
 
 def rebuild(ckpt: dict[str, Any], data_overrides: dict | None = None):
@@ -41,6 +43,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     import torch
     from hydra.utils import instantiate
 
+    check_accelerator(cfg.trainer.get("accelerator", "auto"), hydra_choice("trainer"))
     ckpt = load_checkpoint(cfg.ckpt_path)
     data_overrides = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else {}
     run_cfg, datamodule, module, method = rebuild(ckpt, data_overrides)

@@ -55,3 +55,38 @@ def gpu_for_job(job_num: Any) -> int:
     """GPU index for sweep job ``job_num``: jobs share the visible GPUs round-robin."""
     count = torch.cuda.device_count()
     return int(job_num) % count if count else 0
+
+
+# what to use instead, per trainer option that asks for a GPU
+_GPU_TRAINERS = {
+    "gpu": "use trainer=cpu, or trainer=default to take a GPU when there is one",
+    "gpu_per_job": "use trainer=cpu, or trainer=default to take a GPU when there is one",
+    "ddp": "use trainer=ddp_cpu (data-parallel CPU processes, gloo) or trainer=cpu",
+    "fsdp": "use trainer=cpu, or trainer=ddp_cpu for data-parallel CPU processes",
+}
+
+
+def check_accelerator(accelerator: Any, choice: str | None = None) -> None:
+    """Refuse a trainer that asks for a GPU this machine lacks, saying what to set
+    (Lightning's ``No supported gpu backend found!`` names neither). ``choice``: the
+    ``trainer=`` option, named when it is the one that asks."""
+    from ftlab.errors import ConfigError
+
+    accelerator = str(accelerator).lower()
+    if accelerator == "gpu":  # Lightning's "gpu" is CUDA or Apple's MPS
+        present = torch.cuda.is_available() or torch.backends.mps.is_available()
+    elif accelerator == "cuda":
+        present = torch.cuda.is_available()
+    else:
+        return
+    if present:
+        return
+    if choice in _GPU_TRAINERS:
+        asked, advice = f"trainer={choice}", _GPU_TRAINERS[choice]
+    else:
+        asked = f"trainer.accelerator={accelerator}"
+        advice = "use trainer.accelerator=cpu, or auto to take a GPU when there is one"
+    raise ConfigError(
+        f"{asked} needs a CUDA GPU and this machine has none (torch.cuda.is_available() is "
+        f"False); {advice}."
+    )

@@ -3,7 +3,8 @@
 What trains is decided by the method callback (see :mod:`ftlab.methods`); this module
 builds its optimizer from whatever is trainable when ``configure_optimizers`` runs
 (groups and schedule: :mod:`ftlab.optim`), and saves only that state in checkpoints
-(:mod:`ftlab.trainable_state`).
+(:mod:`ftlab.trainable_state`). A non-finite loss is the loss watchdog's
+(:mod:`ftlab.callbacks.loss_watchdog`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from ftlab import optim, trainable_state
 from ftlab.backbones.anatomy import Capability
 from ftlab.backbones.base import Backbone
-from ftlab.errors import ConfigError, TrainingDiverged
+from ftlab.errors import ConfigError
 from ftlab.hardware import fused_optimizer_kwargs
+from ftlab.settings import check_types
 
-LOSS_CHECKS = ("auto", "step", "deferred")
 COMPILE_MODES = (
     False,
     True,
@@ -59,8 +60,8 @@ class FineTuneModule(pl.LightningModule):
         compile: bool | str = False,
         compile_backend: str = "inductor",
         channels_last: bool | str = "auto",
-        loss_check: str = "auto",
     ) -> None:
+        check_types(FineTuneModule.__init__, locals(), "module.")
         super().__init__()
         if num_classes < 2:
             raise ConfigError(f"num_classes={num_classes}: a classifier needs at least 2 classes.")
@@ -72,19 +73,11 @@ class FineTuneModule(pl.LightningModule):
             )
         if channels_last not in ("auto", True, False):
             raise ConfigError(f"module.channels_last={channels_last!r} is not auto, true or false.")
-        if loss_check not in LOSS_CHECKS:
-            raise ConfigError(
-                f"module.loss_check={loss_check!r} is not one of {', '.join(LOSS_CHECKS)}."
-            )
-        self.loss_check = loss_check
         self.compile_mode = compile
         self.compile_backend = compile_backend
         self.channels_last = channels_last
         self._prepared = False
         self._gradients_checked = False
-        # deferred loss check: the first non-finite (step, epoch, loss), on the device;
-        # None while the loss is checked every step (see _watch_loss)
-        self._nonfinite: tuple[torch.Tensor, ...] | None = None
         self.backbone = backbone
         self.num_classes = num_classes
         self.head = nn.Sequential(
@@ -132,9 +125,8 @@ class FineTuneModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         loss, logits = self._step(batch)
         extra = self.method.regularization(self) if self.method is not None else None
-        if extra is not None:  # logged loss and NaN checks include it: it is what trains
+        if extra is not None:  # the logged and watched loss include it: it is what trains
             loss = loss + extra
-        self._watch_loss(loss)
         self.train_metrics.update(logits, batch["labels"])
         # Lightning's log() costs about a millisecond per call: the loss goes to the
         # loggers when they would write it, the epoch's training accuracy once, in
@@ -145,77 +137,10 @@ class FineTuneModule(pl.LightningModule):
             self.log("train/loss", loss, batch_size=batch["labels"].shape[0])
         return loss
 
-    def on_train_start(self) -> None:
-        """Choose how ``_watch_loss`` checks, once per fit (see there)."""
-        deferred = self.loss_check == "deferred" or (
-            self.loss_check == "auto" and (self.device.type != "cpu" or self.trainer.world_size > 1)
-        )
-        self._nonfinite = (
-            tuple(torch.full((), -1.0, dtype=torch.float64, device=self.device) for _ in range(3))
-            if deferred
-            else None
-        )
-
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if is_logging_step(self.trainer, self.global_step):
-            self._check_loss()  # when the logger reads the loss anyway
-
-    def on_validation_start(self) -> None:
-        self._check_loss()  # before validation, and the checkpoint that follows it
-
     def on_train_epoch_end(self) -> None:
-        self._check_loss()
         if self.train_metrics["acc"].update_called:
             self.log_dict(self.train_metrics.compute())  # torchmetrics syncs across ranks
         self.train_metrics.reset()
-
-    def _watch_loss(self, loss: torch.Tensor) -> None:
-        """Stop on a non-finite training loss.
-
-        ``loss_check: step`` reads the loss every step. On an accelerator that read is a
-        host synchronisation that stalls the GPU every step, and under DDP a rank that
-        stops alone breaks the others' gradient all-reduce (gloo) or leaves them waiting in
-        it (NCCL). So ``deferred`` (what ``auto`` does off the CPU and under DDP, chosen in
-        ``on_train_start``) records the first non-finite step on the device and
-        ``_check_loss`` reads it: every ``log_every_n_steps``, before validation, at the
-        epoch's end and before any checkpoint is written. The error names the step where
-        the loss went non-finite either way, and no checkpoint holds the diverged weights.
-        """
-        if self._nonfinite is None:
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    self._divergence_message(loss.item(), self.global_step, self.current_epoch)
-                )
-            return
-        step, epoch, value = self._nonfinite
-        first = ~torch.isfinite(loss.detach()) & (step < 0)
-        self._nonfinite = (
-            torch.where(first, float(self.global_step), step),
-            torch.where(first, float(self.current_epoch), epoch),
-            torch.where(first, loss.detach().double(), value),
-        )
-
-    def _check_loss(self) -> None:
-        if self._nonfinite is None:
-            return
-        step, epoch, value = torch.stack(self._nonfinite).tolist()  # the one host sync
-        if step >= 0:
-            raise TrainingDiverged(self._divergence_message(value, int(step), int(epoch)))
-
-    def _divergence_message(self, loss: float, step: int, epoch: int) -> str:
-        trainer = self.trainer
-        lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
-        saved = trainer.checkpoint_callbacks  # the newest first: an unmonitored one's latest
-        latest = [c.best_model_path for c in saved if getattr(c, "monitor", "") is None]
-        newest = [*latest, *(getattr(c, "last_model_path", "") for c in saved)]
-        last = next((p for p in [*newest, *(c.best_model_path for c in saved)] if p), "")
-        kept = f" The last good checkpoint is {last}." if last else " No checkpoint was saved yet."
-        return (
-            f"non-finite training loss ({loss}) at step {step} "
-            f"(epoch {epoch}), learning rate up to {max(lrs, default=0):.3g}, "
-            f"precision {trainer.precision}. Likely causes: a learning rate too high (lower "
-            "method.lr) or fp16 overflow (use trainer.precision=bf16-mixed or 32-true)." + kept
-        )
 
     def on_after_backward(self) -> None:
         """After the first backward pass: every trainable parameter must have a gradient.
@@ -347,7 +272,6 @@ class FineTuneModule(pl.LightningModule):
         trainable_state.check_fits(self, state_dict, source)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._check_loss()  # never write weights that a non-finite loss has reached
         checkpoint["state_dict"] = trainable_state.trainable_only(self, checkpoint["state_dict"])
         checkpoint["ftlab"] = {
             **getattr(self, "run_info", {}),

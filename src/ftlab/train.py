@@ -6,12 +6,13 @@ returns ``cfg.optimized_metric`` for sweepers.
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from ftlab.config import (
     CONF_DIR,
@@ -24,6 +25,7 @@ from ftlab.console import log, quiet_console
 from ftlab.errors import MethodNotApplicable, exit_on_user_error, root_cause, user_error
 from ftlab.loggers import build_loggers, close_wandb, log_results
 from ftlab.records import RunRecord, finished_record
+from ftlab.settings import check_trainer
 from ftlab.sweep import in_multirun, run_job_in_subprocess, spawns_processes
 
 
@@ -37,7 +39,10 @@ def build(cfg: DictConfig):
     method.check(backbone.anatomy, backbone.label)
     datamodule.set_preprocessing(backbone.preprocessing(), model_name=backbone.label)
     datamodule.prepare_data()
-    module = instantiate(cfg.module, backbone=backbone, num_classes=datamodule.num_classes)
+    settings = copy.copy(cfg.module)  # shallow: its interpolations still resolve in cfg
+    with open_dict(settings):
+        settings.pop("loss_check", None)  # the LossWatchdog's (see _trainer), not the module's
+    module = instantiate(settings, backbone=backbone, num_classes=datamodule.num_classes)
     return datamodule, backbone, module, method
 
 
@@ -46,6 +51,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import lightning.pytorch as pl
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
+    check_trainer(cfg.trainer)  # a GPU it lacks, a run that trains nothing: before any file
     out_dir = Path(cfg.paths.output_dir)
     done = finished_record(out_dir)
     if done is not None:  # a resumed sweep: this job finished in an earlier attempt
@@ -81,7 +87,7 @@ def _trainer(cfg: DictConfig, method, run_config: dict[str, Any]):
     import lightning.pytorch as pl
     from hydra.utils import instantiate
 
-    from ftlab.callbacks import CostMetrics, EpochSeed, FeatureCache
+    from ftlab.callbacks import CostMetrics, EpochSeed, FeatureCache, LossWatchdog
     from ftlab.checkpoints import AtomicCheckpointIO
 
     cost = CostMetrics()
@@ -91,6 +97,7 @@ def _trainer(cfg: DictConfig, method, run_config: dict[str, Any]):
         method,
         cache,
         cost,
+        LossWatchdog(cfg.module.get("loss_check", "auto")),  # in every run, callbacks=none too
         *instantiate_list(cfg.get("callbacks")),
     ]
     loggers = build_loggers(cfg, run_config)
@@ -168,6 +175,8 @@ def print_summary(results: dict[str, Any]) -> None:
     import rich
     from rich.table import Table
 
+    from ftlab.reporting.fmt import human_bytes
+
     table = Table(
         title=f"ftlab: {results['method_label']} on {results['model']} / {results['data']}"
     )
@@ -184,9 +193,9 @@ def print_summary(results: dict[str, Any]) -> None:
         ("train samples/s", f"{results.get('speed/train_samples_per_s') or 0:.1f}"),
         (
             "peak memory",
-            f"{(results.get('memory/peak_bytes') or 0) / 2**20:.0f} MiB ({results.get('memory/kind')})",
+            f"{human_bytes(results.get('memory/peak_bytes'))} ({results.get('memory/kind')})",
         ),
-        ("checkpoint", f"{(results.get('checkpoint/bytes') or 0) / 2**20:.2f} MiB"),
+        ("checkpoint", human_bytes(results.get("checkpoint/bytes"), digits=2)),
         ("fit time", f"{results.get('time/fit_s', 0):.1f} s"),
         ("run dir", results["run_dir"]),
     ]
