@@ -35,7 +35,7 @@ TINY_CNN = [
 
 
 def found_or_fetched(asset) -> Path:
-    """A real asset (:class:`ftlab.paths.Asset`), fetched once through ftlab's own fetcher
+    """A real asset (:class:`ftlab.assets.Asset`), fetched once through ftlab's own fetcher
     if it is not here."""
     if asset.locate() is None:
         print(asset.fetch())
@@ -46,7 +46,7 @@ def found_or_fetched(asset) -> Path:
 def data_dir() -> Path:
     """``$FTLAB_DATA_DIR`` (the Makefile's ``data/``), with the offline defaults fetched."""
     path = Path(os.environ["FTLAB_DATA_DIR"]).absolute()
-    from ftlab.data.images import FashionMNIST
+    from ftlab.data import FashionMNIST
 
     found_or_fetched(FashionMNIST(path))
     return path

@@ -1,14 +1,18 @@
 """Feature caching of the frozen part (whole backbone or stem + first blocks): on when
-valid, off when not, and the same metrics as the uncached run."""
+valid, off when not (also when the data module declares it cannot serve features), and the
+same metrics as the uncached run."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from lightning import LightningDataModule
 
 from ftlab.backbones import TimmBackbone
 from ftlab.backbones.split import FrozenPrefix
 from ftlab.callbacks import FeatureCache
+from ftlab.data import ClassificationDataModule
+from ftlab.data.features import NOT_FTLAB, feature_serving
 from ftlab.errors import ConfigError
 from ftlab.train import train
 from tests.conftest import TINY_CNN
@@ -132,3 +136,29 @@ def _tiny_ram(init):
 def test_insisting_on_an_impossible_cache_says_why(make_cfg):
     with pytest.raises(ConfigError, match=r"feature_cache=true.*the backbone trains"):
         train(make_cfg("method=full", "feature_cache=true"))
+
+
+class DeclinesFeatures(ClassificationDataModule):
+    """A data module that declares it cannot serve cached features."""
+
+    def feature_serving(self) -> str:
+        return "this data module keeps its inputs"
+
+
+def test_a_data_module_without_feature_serving_is_trained_uncached(make_cfg):
+    declines = ["method=linear_probe", f"data._target_={__name__}.DeclinesFeatures"]
+    with pytest.raises(ConfigError) as error:
+        train(make_cfg(*declines, "feature_cache=true", name="insist"))
+    assert str(error.value) == (
+        "feature_cache=true, but features cannot be cached: this data module keeps its inputs."
+    )
+    quietly = train(make_cfg(*declines, name="auto"))
+    assert quietly["status"] == "done" and quietly["feature_cache"] is None
+
+
+def test_a_lightning_data_module_that_is_not_ftlabs_gets_no_cache():
+    class Trainer:  # what FeatureCache.plan reads of a trainer
+        datamodule = LightningDataModule()
+
+    assert FeatureCache("auto").plan(Trainer(), module=None) == NOT_FTLAB
+    assert feature_serving(None) == NOT_FTLAB  # no data module at all

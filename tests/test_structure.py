@@ -1,5 +1,5 @@
-"""The shape of the package: imports flow one way, the report needs no Hydra, and the
-README's map of the tree is the tree."""
+"""The shape of the package: imports flow one way (down the layers, without cycles), the
+report needs no Hydra, and the README's map of the tree is the tree."""
 
 from __future__ import annotations
 
@@ -71,6 +71,81 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         if node not in state and (found := visit(node)):
             return found
     return None
+
+
+#: The package's layers, top to bottom, by the first name under ``ftlab`` ("" is the package
+#: itself): a module imports from its own layer or the ones below it, never from one above.
+LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("entry points", frozenset({"train", "evaluate", "report", "data_cli"})),
+    ("a run's set-up", frozenset({"config", "sweep", "loggers", "checkpoints"})),
+    (
+        "parts",
+        frozenset(
+            {
+                "module", "optim", "trainable_state", "methods", "data", "callbacks",
+                "reporting", "asset_registry",
+            }
+        ),
+    ),
+    ("backbones", frozenset({"backbones"})),
+    (
+        "leaves",
+        frozenset(
+            {
+                "", "assets", "atomic", "console", "errors", "hardware", "paths", "plain",
+                "records", "settings", "wandb_env",
+            }
+        ),
+    ),
+)  # fmt: skip
+
+
+def layer_of(module: str, layers=LAYERS) -> int | None:
+    """The index in ``layers`` of an ftlab module's layer; None when no layer names it."""
+    part = module.removeprefix("ftlab").removeprefix(".").split(".")[0]
+    return next((i for i, (_, parts) in enumerate(layers) if part in parts), None)
+
+
+def arrows_up(graph: dict[str, set[str]], layers=LAYERS) -> list[str]:
+    """Every import in ``graph`` that runs from a layer up to one above it, as a sentence."""
+    found = []
+    for module, imported in sorted(graph.items()):
+        for target in sorted(imported):
+            low, high = layer_of(module, layers), layer_of(target, layers)
+            if low is not None and high is not None and high < low:
+                found.append(
+                    f"{module} ({layers[low][0]}) imports {target}, which sits above it "
+                    f"({layers[high][0]})"
+                )
+    return found
+
+
+def test_the_layer_check_finds_an_arrow_up():
+    wrong = {
+        "ftlab.data.sources.hf_dataset": {"ftlab.config", "ftlab.errors"},
+        "ftlab.config": {"ftlab.data.sources.shards"},
+        "ftlab.data.sources.shards": set(),
+        "ftlab.errors": set(),
+    }
+    assert arrows_up(wrong) == [
+        "ftlab.data.sources.hf_dataset (parts) imports ftlab.config, which sits above it "
+        "(a run's set-up)"
+    ]
+    assert layer_of("ftlab") == layer_of("ftlab.errors") == len(LAYERS) - 1
+    assert layer_of("ftlab.newcomer") is None
+
+
+def test_every_module_sits_in_a_layer():
+    unplaced = sorted(m for m in import_graph() if layer_of(m) is None)
+    assert not unplaced, f"add these to a layer of tests/test_structure.py's LAYERS: {unplaced}"
+
+
+def test_no_import_runs_back_up_the_layers():
+    """Function-level imports count: a lazy import is still an arrow in the design."""
+    graph = import_graph()
+    assert "ftlab.asset_registry" in graph["ftlab.config"]  # the graph reads lazy imports
+    found = arrows_up(graph)
+    assert not found, "imports that run back up:\n" + "\n".join(found)
 
 
 def test_the_cycle_finder_finds_a_cycle():

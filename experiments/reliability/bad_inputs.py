@@ -42,7 +42,7 @@ def main() -> None:
         )
         shown = " ".join(o.replace(str(tmp), "<tmp>") for o in case.overrides or overrides)
         said = said.replace(str(tmp), "<tmp>").replace(str(work), "<work>")
-        command = {"train": "ftlab-train", "evaluate": "ftlab-eval", "data.fetch": "ftlab-data"}[
+        command = {"train": "ftlab-train", "evaluate": "ftlab-eval", "data_cli": "ftlab-data"}[
             case.entry
         ]
         rows.append((case.id, f"`{command} {shown}`", proc.returncode, said))

@@ -1,5 +1,9 @@
 """The composed config: where it lives, ftlab's resolvers, the resolved form a run records,
-its printout, and instantiating a config group's entries."""
+its printout, and instantiating a config group's entries.
+
+``${ftlab.asset:NAME}`` (or ``${ftlab.asset:NAME,${paths.data_dir}}``) is where the asset
+``NAME`` of :mod:`ftlab.asset_registry` is, a packaged model's folder for instance; a missing
+one stops the composition with the sentence that says how to fetch it."""
 
 from __future__ import annotations
 
@@ -16,14 +20,10 @@ from ftlab.records import mask_secrets
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
-def plain(value: Any) -> Any:
-    """An OmegaConf container as plain dicts and lists (resolved); anything else as it is.
-    For values handed on to libraries that check ``isinstance(x, dict)`` (peft, datasets)."""
-    from omegaconf import ListConfig
+def _asset(name: str, data_dir: str | None = None) -> str:
+    from ftlab.asset_registry import asset_path
 
-    if isinstance(value, DictConfig | ListConfig):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
+    return str(asset_path(name, data_dir))
 
 
 def register_resolvers() -> None:
@@ -44,17 +44,11 @@ def register_resolvers() -> None:
 
         OmegaConf.register_new_resolver("ftlab.data_dir", lambda: str(default_data_dir()))
     if not OmegaConf.has_resolver("ftlab.shards_name"):  # what data=streaming holds
-        from ftlab.data.streaming import shards_name
+        from ftlab.data.sources.shards import shards_name
 
         OmegaConf.register_new_resolver("ftlab.shards_name", shards_name)
-    if not OmegaConf.has_resolver("ftlab.minilm"):
-        from ftlab.backbones.assets import minilm_path
-
-        OmegaConf.register_new_resolver("ftlab.minilm", lambda: str(minilm_path()))
-    if not OmegaConf.has_resolver("ftlab.smollm2"):
-        from ftlab.backbones.assets import smollm2_path
-
-        OmegaConf.register_new_resolver("ftlab.smollm2", lambda: str(smollm2_path()))
+    if not OmegaConf.has_resolver("ftlab.asset"):
+        OmegaConf.register_new_resolver("ftlab.asset", _asset)
 
 
 def compose_config(overrides: list[str], config_name: str = "train") -> DictConfig:

@@ -9,8 +9,7 @@ import pytest
 from PIL import Image
 from tests.conftest import found_or_fetched
 
-from ftlab.data.images import FashionMNIST
-from ftlab.data.texts import RottenTomatoes
+from ftlab.data import FashionMNIST, RottenTomatoes
 
 REPO = Path(__file__).resolve().parents[2]
 

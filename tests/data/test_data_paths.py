@@ -1,19 +1,14 @@
 """One data-dir rule for every asset, and one way for each to say where it is or is not."""
 
-import ast
-from pathlib import Path
-
 import pytest
 
-import ftlab.data.images as images
+import ftlab.data.sources.fashion_mnist as fashion_mnist
+from ftlab.asset_registry import ASSETS
 from ftlab.backbones.assets import EfficientNetLite0
-from ftlab.data.fetch import ASSETS, main
-from ftlab.data.images import FashionMNIST
-from ftlab.data.texts import BBCNews
+from ftlab.data import BBCNews, FashionMNIST
+from ftlab.data_cli import main
 from ftlab.errors import FtlabError
 from ftlab.paths import default_data_dir, resolve_data_dir
-
-SRC = Path(__file__).resolve().parents[2] / "src" / "ftlab"
 
 
 @pytest.mark.parametrize("value", [None, ""], ids=["unset", "empty"])
@@ -44,7 +39,7 @@ def test_ftlab_data_dir_is_expanded_and_made_absolute(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", list(ASSETS))
 def test_every_asset_answers_where_or_not_here_the_same_way(name, tmp_path, monkeypatch):
-    monkeypatch.setattr(images, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "no-system-copy")
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "no-system-copy")
     asset = ASSETS[name](tmp_path)
     found = asset.locate()  # looks only: a path or None, never an error
     if found is None:
@@ -55,17 +50,3 @@ def test_every_asset_answers_where_or_not_here_the_same_way(name, tmp_path, monk
     else:
         assert found.exists() and asset.located() == found
         assert str(found) in asset.shown(found)
-
-
-def test_no_source_module_imports_the_fetch_command():
-    for path in (SRC / "data").glob("*.py"):
-        if path.name == "fetch.py":
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                imported = {node.module or ""} | {f"{node.module}.{a.name}" for a in node.names}
-            elif isinstance(node, ast.Import):
-                imported = {a.name for a in node.names}
-            else:
-                continue
-            assert "ftlab.data.fetch" not in imported, path.name

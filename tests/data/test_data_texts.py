@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ftlab.data.texts import BBCNews, RottenTomatoes, TextCSV
+from ftlab.data.sources import BBCNews, RottenTomatoes, TextCSV
 from ftlab.errors import ConfigError, DataError
 
 

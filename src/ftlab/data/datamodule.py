@@ -21,11 +21,14 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, default_collate
 
-from ftlab.data.pipelines import ImagePipeline, TextPipeline, preprocessing_modality
-from ftlab.data.sources import FIXED_SPLIT_SEED, SPLITS, Source, Split
+from ftlab.data.features import FeatureServing
+from ftlab.data.pipelines import PIPELINES, Pipeline, pipeline_for, preprocessing_modality
+from ftlab.data.pipelines import positive_int as _positive_int
+from ftlab.data.sources.base import FIXED_SPLIT_SEED, SPLITS, Source, Split
 from ftlab.data.splits import per_class_sample, stratified_sample, stratified_split
 from ftlab.errors import ConfigError, DataError
 from ftlab.hardware import data_workers
+from ftlab.settings import check_types, hydra_choice
 
 _STAGE_SPLITS = {
     "fit": ("train", "val"),
@@ -38,16 +41,6 @@ _STAGE_SPLITS = {
 _VAL_STREAM, _FEW_SHOT_STREAM, _FRACTION_STREAM, _VAL_SUBSET_STREAM = 1, 2, 3, 4
 
 
-def _positive_int(name: str, value: Any, allow_none: bool = True) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(
-            f"{name}={value!r} must be a positive integer{' or null' if allow_none else ''}."
-        )
-    return value
-
-
 def _fraction(name: str, value: Any, allow_one: bool = True) -> float | None:
     if value is None:
         return None
@@ -58,26 +51,14 @@ def _fraction(name: str, value: Any, allow_one: bool = True) -> float | None:
     return float(value)
 
 
-def _hydra_choice(group: str) -> str | None:
-    """The option chosen for a config group in the running Hydra app (None outside one)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return HydraConfig.get().runtime.choices.get(group)
-    except (ImportError, ValueError, AttributeError):
-        return None
-
-
 class ClassificationDataModule(L.LightningDataModule):
     """Batches of ``{"pixel_values", "labels"}`` (images) or ``{"input_ids", "attention_mask",
     ["token_type_ids",] "labels"}`` (text) from any :class:`~ftlab.data.sources.Source`.
 
     ``set_preprocessing`` must be called with the backbone's timm data config (images) or
-    tokenizer (text) before ``setup``.
+    tokenizer (text) before ``setup``. The pipeline is the one for the modality the source
+    declares (:data:`ftlab.data.pipelines.PIPELINES`).
     """
-
-    #: None: a frozen backbone's features can be cached (ftlab.callbacks.FeatureCache)
-    feature_cache_refusal: str | None = None
 
     def __init__(
         self,
@@ -99,6 +80,7 @@ class ClassificationDataModule(L.LightningDataModule):
         cache: bool = True,
         name: str | None = None,
     ) -> None:
+        check_types(ClassificationDataModule.__init__, locals(), "data.")
         super().__init__()
         if isinstance(source, Mapping):
             from hydra.utils import instantiate
@@ -136,22 +118,14 @@ class ClassificationDataModule(L.LightningDataModule):
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
 
-        if self.modality == "image":
-            self.pipeline: ImagePipeline | TextPipeline = ImagePipeline(
-                augment, _positive_int("image_size", image_size), cache
-            )
-        elif self.modality == "text":
-            for key, value in (("augment", augment), ("image_size", image_size)):
-                if value:
-                    raise ConfigError(
-                        f"{key}={value!r} applies to images only, and data={self.name} is text; "
-                        f"set data.{key}={'false' if key == 'augment' else 'null'}."
-                    )
-            self.pipeline = TextPipeline(_positive_int("max_length", max_length, allow_none=False))
-        else:
-            raise ConfigError(
-                f"source {self.name} has modality {self.modality!r}; expected image or text."
-            )
+        self.pipeline: Pipeline = pipeline_for(
+            self.name,
+            self.modality,
+            augment=augment,
+            image_size=image_size,
+            max_length=max_length,
+            cache=cache,
+        )
 
         self._preprocessing: Any = None
         self._splits: dict[str, Split] | None = None
@@ -190,17 +164,10 @@ class ClassificationDataModule(L.LightningDataModule):
                 f"Hugging Face tokenizer (for text backbones), got {type(pre).__name__}."
             )
         if kind != self.modality:
-            model = model_name or _hydra_choice("model") or getattr(pre, "name_or_path", None)
-            if self.modality == "text":
-                wrong, advice = "an image", "a text model (minilm, hf)"
-            else:
-                wrong, advice = (
-                    "a text",
-                    "an image model (efficientnet_lite0 or another timm model)",
-                )
+            model = model_name or hydra_choice("model") or getattr(pre, "name_or_path", None)
             raise ConfigError(
-                f"data={self.name} is {self.modality} but model={model or '(this one)'} is {wrong} "
-                f"backbone; use {advice}."
+                f"data={self.name} is {self.modality} but model={model or '(this one)'} is "
+                f"{PIPELINES[kind].backbone} backbone; use {self.pipeline.models}."
             )
         if pre is self._preprocessing:
             return
@@ -270,31 +237,10 @@ class ClassificationDataModule(L.LightningDataModule):
         return self._datasets[split]
 
     # ---------------------------------------------------------- feature caching
-    def random_transform(self, split: str) -> bool:
-        """Whether reading an item of ``split`` twice can give different inputs."""
-        return split == "train" and bool(getattr(self.pipeline, "augment", False))
-
-    def raw_loader(self, split: str) -> DataLoader:
-        """The split's inputs in dataset order, unshuffled: what a feature cache reads."""
-        return DataLoader(
-            self._dataset(split).dataset,
-            batch_size=self.eval_batch_size,
-            shuffle=False,
-            num_workers=self.num_workers,
-            collate_fn=self.pipeline.collate_fn,
-            pin_memory=self.pin_memory,
-        )
-
-    def set_features(self, split: str, features: torch.Tensor, labels: torch.Tensor) -> None:
-        """Serve precomputed backbone features (row i = item i) instead of inputs."""
-        dataset = self._dataset(split)
-        if len(features) != len(dataset):
-            raise ValueError(f"{len(features)} cached rows for {len(dataset)} {split} items.")
-        dataset.features, dataset.labels = features, labels
-
-    def clear_features(self) -> None:
-        for dataset in self._datasets.values():
-            dataset.features = dataset.labels = None
+    def feature_serving(self) -> FeatureServing | str:
+        """What serves a frozen backbone's cached features in place of this data's inputs
+        (:mod:`ftlab.data.features`): its splits' datasets switch to the cached rows."""
+        return SplitFeatures(self)
 
     # -------------------------------------------------------------- dataloaders
     def _loader(self, split: str) -> DataLoader:
@@ -365,6 +311,38 @@ class FeatureSwitch(Dataset):
         if self.features is None:
             return self.dataset[i]
         return {"features": self.features[i], "labels": self.labels[i]}
+
+
+class SplitFeatures:
+    """A :class:`ClassificationDataModule`'s :class:`~ftlab.data.features.FeatureServing`:
+    each split's :class:`FeatureSwitch` serves the cached rows once they are set."""
+
+    def __init__(self, datamodule: ClassificationDataModule) -> None:
+        self.datamodule = datamodule
+
+    def random_transform(self, split: str) -> bool:
+        return self.datamodule.pipeline.random_transform(train=split == "train")
+
+    def raw_loader(self, split: str) -> DataLoader:
+        dm = self.datamodule
+        return DataLoader(
+            dm._dataset(split).dataset,
+            batch_size=dm.eval_batch_size,
+            shuffle=False,
+            num_workers=dm.num_workers,
+            collate_fn=dm.pipeline.collate_fn,
+            pin_memory=dm.pin_memory,
+        )
+
+    def set_features(self, split: str, features: torch.Tensor, labels: torch.Tensor) -> None:
+        dataset = self.datamodule._dataset(split)
+        if len(features) != len(dataset):
+            raise ValueError(f"{len(features)} cached rows for {len(dataset)} {split} items.")
+        dataset.features, dataset.labels = features, labels
+
+    def clear_features(self) -> None:
+        for dataset in self.datamodule._datasets.values():
+            dataset.features = dataset.labels = None
 
 
 class SwitchCollate:

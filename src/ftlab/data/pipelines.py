@@ -2,7 +2,8 @@
 
 A pipeline is configured once with the backbone's own preprocessing (timm's data config
 for images, a Hugging Face tokenizer for text), then builds a Dataset per split and says
-how to collate it. The data module does everything else the same way for both.
+how to collate it. The data module does everything else the same way for both, and takes
+the pipeline that :data:`PIPELINES` holds for the modality its source declares.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import inspect
 import io
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -18,20 +19,59 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torch.utils.data import default_collate as torch_default_collate
 
-from ftlab.data.sources import Split
+from ftlab.data.sources.base import Split
 from ftlab.errors import ConfigError, DataError
 
 #: Above this, transformed images are not kept in memory but transformed per item.
 IMAGE_CACHE_LIMIT_BYTES = 2 * 1024**3
 
 
-def preprocessing_modality(pre: Any) -> str | None:
-    """``"image"`` for a timm data config (a mapping), ``"text"`` for a tokenizer, else None."""
-    if isinstance(pre, Mapping):
-        return "image"
-    if callable(pre) and hasattr(pre, "pad_token_id"):
-        return "text"
-    return None
+def positive_int(name: str, value: Any, allow_none: bool = True) -> int | None:
+    """``value`` checked to be a positive integer (or None, when allowed)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(
+            f"{name}={value!r} must be a positive integer{' or null' if allow_none else ''}."
+        )
+    return value
+
+
+class Pipeline(Protocol):
+    """What the data module asks of the pipeline for its source's modality."""
+
+    #: the modality it reads (a source's :attr:`~ftlab.data.sources.Source.modality`)
+    modality: ClassVar[str]
+    #: what a backbone whose preprocessing it takes is called ("an image"), and which models
+    #: those are: a modality mismatch's sentence names both
+    backbone: ClassVar[str]
+    models: ClassVar[str]
+    collate_fn: Any
+
+    @classmethod
+    def from_settings(
+        cls, data: str, augment: bool, image_size: Any, max_length: Any, cache: bool
+    ) -> Pipeline:
+        """The pipeline for ``data=<data>``'s settings, checked; a setting that does not
+        apply to this modality is refused."""
+        ...
+
+    @staticmethod
+    def accepts(pre: Any) -> bool:
+        """Whether ``pre`` is the kind of preprocessing a backbone hands this pipeline."""
+        ...
+
+    def configure(self, pre: Any, model_name: str | None = None) -> None: ...
+
+    def dataset(self, split: Split, train: bool) -> Dataset: ...
+
+    def shard_item(self, train: bool) -> Any:
+        """What turns a streamed raw item into a model item."""
+        ...
+
+    def random_transform(self, train: bool) -> bool:
+        """Whether reading an item twice can give different inputs."""
+        ...
 
 
 def to_pil(item: Any) -> Image.Image:
@@ -136,6 +176,23 @@ def _split_eval_transform(transform) -> tuple[Any, Sequence[float], Sequence[flo
 
 class ImagePipeline:
     modality = "image"
+    backbone = "an image"
+    models = "an image model (efficientnet_lite0 or another timm model)"
+
+    @classmethod
+    def from_settings(
+        cls,
+        data: str,
+        augment: bool = False,
+        image_size: Any = None,
+        max_length: Any = None,
+        cache: bool = True,
+    ) -> ImagePipeline:
+        return cls(augment, positive_int("image_size", image_size), cache)
+
+    @staticmethod
+    def accepts(pre: Any) -> bool:
+        return isinstance(pre, Mapping)  # timm's data config
 
     def __init__(
         self, augment: bool = False, image_size: int | None = None, cache: bool = True
@@ -178,6 +235,9 @@ class ImagePipeline:
     def shard_item(self, train: bool) -> ShardImage:
         """What turns a streamed raw item into a model item."""
         return ShardImage(self.train_transform if train else self.eval_transform)
+
+    def random_transform(self, train: bool) -> bool:
+        return train and self.augment
 
     def _fits(self, n: int) -> bool:
         assert self.data_config is not None
@@ -279,6 +339,29 @@ class ShardText:
 
 class TextPipeline:
     modality = "text"
+    backbone = "a text"
+    models = "a text model (minilm, hf)"
+
+    @classmethod
+    def from_settings(
+        cls,
+        data: str,
+        augment: bool = False,
+        image_size: Any = None,
+        max_length: Any = 128,
+        cache: bool = True,
+    ) -> TextPipeline:
+        for key, value in (("augment", augment), ("image_size", image_size)):
+            if value:
+                raise ConfigError(
+                    f"{key}={value!r} applies to images only, and data={data} is text; "
+                    f"set data.{key}={'false' if key == 'augment' else 'null'}."
+                )
+        return cls(positive_int("max_length", max_length, allow_none=False))
+
+    @staticmethod
+    def accepts(pre: Any) -> bool:
+        return callable(pre) and hasattr(pre, "pad_token_id")  # a Hugging Face tokenizer
 
     def __init__(self, max_length: int = 128) -> None:
         self.max_length = int(max_length)
@@ -304,3 +387,28 @@ class TextPipeline:
     def shard_item(self, train: bool) -> ShardText:
         """What turns a streamed raw item into a model item."""
         return ShardText(self.tokenizer, self.max_length)
+
+    def random_transform(self, train: bool) -> bool:
+        return False
+
+
+#: The pipeline for each modality a source can declare.
+PIPELINES: dict[str, type[Pipeline]] = {p.modality: p for p in (ImagePipeline, TextPipeline)}
+
+
+def pipeline_for(data: str, modality: str, **settings: Any) -> Pipeline:
+    """The pipeline :data:`PIPELINES` holds for ``modality``, built from the data config's
+    ``settings`` (augment, image_size, max_length, cache)."""
+    pipeline = PIPELINES.get(modality)
+    if pipeline is None:
+        raise ConfigError(
+            f"data={data}'s source declares modality {modality!r}, which no pipeline reads; "
+            f"there are pipelines for {', '.join(PIPELINES)} (ftlab.data.pipelines.PIPELINES)."
+        )
+    return pipeline.from_settings(data, **settings)
+
+
+def preprocessing_modality(pre: Any) -> str | None:
+    """The modality whose pipeline takes ``pre`` (``"image"`` for a timm data config,
+    ``"text"`` for a tokenizer), else None."""
+    return next((m for m, p in PIPELINES.items() if p.accepts(pre)), None)

@@ -30,35 +30,21 @@ from typing import Any
 import numpy as np
 
 from ftlab.data.datamodule import ClassificationDataModule
-from ftlab.data.sources import SPLITS, Source, Split
+from ftlab.data.sources.base import Split
+from ftlab.data.sources.shards import (
+    FORMAT,
+    META_FILE,
+    Shards,
+    is_url,
+    local_path,
+    remote_client,
+    shards_label,
+)
 from ftlab.errors import ConfigError, DataError
 
-META_FILE = "ftlab.json"
-FORMAT = 1
 #: Few-shot and subset controls: they select with every label in view, so they apply when
 #: the shards are written, not while they stream.
 SELECTIONS = ("samples_per_class", "train_fraction", "val_fraction", "val_samples", "test_samples")
-
-
-def is_url(path: str | os.PathLike) -> bool:
-    """A cloud location (``s3://``, ``gs://``, ...) rather than a local folder."""
-    return "://" in str(path) and not str(path).startswith("file://")
-
-
-def _local(path: str | os.PathLike) -> Path:
-    return Path(str(path).removeprefix("file://")).expanduser().absolute()
-
-
-def _remote(url: str, storage_options: Mapping[str, Any] | None = None):
-    """litdata's client for a cloud URL (its helper is private: one place to mend)."""
-    from litdata.streaming.fs_provider import _get_fs_provider
-
-    return _get_fs_provider(url, dict(storage_options or {}))
-
-
-def _label(meta: Mapping[str, Any]) -> str:
-    """How runs, reports and W&B name shards: ``<the data they hold>(shards)``."""
-    return f"{meta['name']}(shards)"
 
 
 # --------------------------------------------------------------------------- writing
@@ -142,12 +128,16 @@ def write_shards(
         "config": dict(config or {}),
     }
     remote = is_url(out)
-    if remote and not overwrite and _remote(str(out)).exists(f"{str(out).rstrip('/')}/{META_FILE}"):
+    if (
+        remote
+        and not overwrite
+        and remote_client(str(out)).exists(f"{str(out).rstrip('/')}/{META_FILE}")
+    ):
         raise DataError(
             f"out={out} already holds shards; name a new location, or add overwrite=true to "
             "replace them."
         )
-    target = None if remote else _local(out)
+    target = None if remote else local_path(out)
     if target is not None and target.exists():
         if not target.is_dir():
             raise DataError(f"out={out} is a file; name a folder for the shards.")
@@ -235,126 +225,7 @@ def _write_meta(base: str, meta: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / META_FILE
         local.write_text(text)
-        _remote(base).upload_file(str(local), f"{base}/{META_FILE}")
-
-
-def read_meta(input_dir: str | os.PathLike, storage_options: Mapping | None = None) -> dict:
-    """``input_dir/ftlab.json``, checked; a DataError says what is wrong with the folder."""
-    where = str(input_dir).rstrip("/")
-    written_by = "ftlab-data optimize data=<data config> out=<dir>"
-    if is_url(where):
-        provider = _remote(where, storage_options)
-        if not provider.exists(f"{where}/{META_FILE}"):
-            raise DataError(
-                f"{where} has no {META_FILE}: it was not written by `{written_by}`, or that "
-                "run did not finish."
-            )
-        with tempfile.TemporaryDirectory() as tmp:
-            provider.download_file(f"{where}/{META_FILE}", f"{tmp}/{META_FILE}")
-            text = Path(tmp, META_FILE).read_text()
-    else:
-        folder = _local(where)
-        if not folder.is_dir():
-            raise DataError(
-                f"data.source.input_dir={input_dir} is not a folder; write shards there with "
-                f"`{written_by}`."
-            )
-        if not (folder / META_FILE).is_file():
-            raise DataError(
-                f"{folder} has no {META_FILE}: it was not written by `{written_by}`, or that "
-                "run did not finish."
-            )
-        text = (folder / META_FILE).read_text()
-    try:
-        meta = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(
-            f"{where}/{META_FILE} is not valid JSON ({e}); write the shards again."
-        ) from e
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else None
-        raise DataError(
-            f"{where}/{META_FILE} has format {found!r}; this ftlab reads format {FORMAT}: write "
-            "the shards again with this version's ftlab-data optimize."
-        )
-    return meta
-
-
-def shards_name(input_dir: Any) -> str:
-    """How runs, reports and W&B name data=streaming: ``<the data it holds>(shards)`` for
-    a local folder that ``ftlab-data optimize`` wrote, else ``streaming`` (a URL is not
-    read just to name it; a bad folder is reported when the data is built)."""
-    if not input_dir or is_url(str(input_dir)):
-        return "streaming"
-    try:
-        return _label(json.loads((_local(str(input_dir)) / META_FILE).read_text()))
-    except (OSError, ValueError, KeyError, TypeError):
-        return "streaming"
-
-
-# --------------------------------------------------------------------------- reading
-class Shards(Source):
-    """Shards written by ``ftlab-data optimize``, local or in object storage.
-
-    ``cache_dir`` and ``max_cache_size`` are litdata's: where chunks of remote shards are
-    kept while they are read, and how much of them. ``storage_options`` go to the cloud
-    client (credentials, endpoint).
-    """
-
-    name = "streaming"
-
-    def __init__(
-        self,
-        input_dir: str | os.PathLike | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        max_cache_size: str | int = "50GB",
-        storage_options: Mapping[str, Any] | None = None,
-        data_dir: str | os.PathLike | None = None,
-    ) -> None:
-        super().__init__(data_dir)
-        if not input_dir:
-            raise ConfigError(
-                "data=streaming needs data.source.input_dir: a folder or cloud URL written by "
-                "`ftlab-data optimize data=<data config> out=<dir>`."
-            )
-        self.input_dir = str(input_dir).rstrip("/")
-        self.cache_dir = None if cache_dir in (None, "") else str(cache_dir)
-        self.max_cache_size = max_cache_size
-        self.storage_options = dict(storage_options or {})
-        self.meta = read_meta(self.input_dir, self.storage_options)
-        self.modality = self.meta["modality"]
-
-    def _class_names(self) -> list[str]:
-        return list(self.meta["class_names"])
-
-    def _load(self) -> dict[str, Split | None]:
-        raise DataError(
-            "streaming shards are read as a stream (Shards.dataset), not loaded into memory."
-        )
-
-    def dataset(self, split: str, shuffle: bool, seed: int, transform, drop_last: bool | None):
-        """litdata's ``StreamingDataset`` over ``split``; create it where the process group
-        already exists (a dataloader hook), since it reads its rank and world size then."""
-        from litdata import StreamingDataset
-
-        if split not in SPLITS:
-            raise ConfigError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
-        location = f"{self.input_dir}/{split}"
-        if not is_url(location):
-            location = str(_local(location))
-        return StreamingDataset(
-            location,
-            cache_dir=self.cache_dir,
-            shuffle=shuffle,
-            seed=seed,
-            drop_last=drop_last,
-            max_cache_size=self.max_cache_size,
-            storage_options=self.storage_options,
-            transform=transform,
-        )
-
-    def __repr__(self) -> str:
-        return f"Shards(input_dir={self.input_dir!r}, holds={self.meta['name']!r})"
+        remote_client(base).upload_file(str(local), f"{base}/{META_FILE}")
 
 
 class StreamingDataModule(ClassificationDataModule):
@@ -367,12 +238,6 @@ class StreamingDataModule(ClassificationDataModule):
     same number of steps. Lightning saves the loader's position in checkpoints and restores
     it on resume.
     """
-
-    #: why a frozen backbone's features are not cached (see ftlab.callbacks.FeatureCache)
-    feature_cache_refusal = (
-        "the data streams from shards (data=streaming): it is read in litdata's order, once per "
-        "epoch, with nothing indexed to keep features for"
-    )
 
     def __init__(
         self,
@@ -418,7 +283,7 @@ class StreamingDataModule(ClassificationDataModule):
                 "data.source._target_=ftlab.data.Shards."
             )
         if not name or name == "streaming":  # built without the config's resolver
-            self.name = _label(self.source.meta)
+            self.name = shards_label(self.source.meta)
         self._train_loader: Any = None
         self._train_loader_state: dict[str, Any] | None = None
 
@@ -484,11 +349,12 @@ class StreamingDataModule(ClassificationDataModule):
             self._restore_train_loader()
         return loader
 
-    def raw_loader(self, split: str):
-        raise DataError(self.feature_cache_refusal)
-
-    def set_features(self, split: str, features, labels) -> None:
-        raise DataError(self.feature_cache_refusal)
+    def feature_serving(self) -> str:
+        """A stream cannot serve cached features (see :mod:`ftlab.data.features`): why."""
+        return (
+            "the data streams from shards (data=streaming): it is read in litdata's order, once "
+            "per epoch, with nothing indexed to keep features for"
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, source={self.source!r}, sizes={self.split_sizes})"

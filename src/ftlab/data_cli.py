@@ -6,9 +6,10 @@ or write any data config as streaming shards.
     ftlab-data optimize data=NAME [data.KEY=VALUE ...] out=DIR|URL [chunk_bytes=64MB]
                         [workers=N] [overwrite=true]
 
-Every fetch is idempotent, prints what it did, and names what failed. ``optimize`` takes
-the overrides ``ftlab-train`` takes and writes the splits a run with them would read (see
-:mod:`ftlab.data.streaming`); train on them with ``data=streaming data.source.input_dir=``.
+Every fetch is idempotent, prints what it did, and names what failed; the assets are
+:mod:`ftlab.asset_registry`'s. ``optimize`` takes the overrides ``ftlab-train`` takes and
+writes the splits a run with them would read (see :mod:`ftlab.data.streaming`); train on
+them with ``data=streaming data.source.input_dir=``.
 """
 
 from __future__ import annotations
@@ -19,44 +20,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ftlab.backbones.assets import EfficientNetLite0, MiniLM, SmolLM2
-from ftlab.data.images import CIFAR10, CIFAR100, FashionMNIST
-from ftlab.data.texts import BBCNews, RottenTomatoes
-from ftlab.errors import ConfigError, DataError, FtlabError, explain, suggest
-from ftlab.paths import Asset, default_data_dir, resolve_data_dir
-
-#: Every asset ``ftlab-data`` knows, by name, in the order ``list`` shows them.
-ASSETS: dict[str, type[Asset]] = {
-    asset.name: asset
-    for asset in (
-        FashionMNIST,
-        RottenTomatoes,
-        BBCNews,
-        EfficientNetLite0,
-        MiniLM,
-        SmolLM2,
-        CIFAR10,
-        CIFAR100,
-    )
-}
-#: What the offline default configs need.
-DEFAULT_ASSETS = (
-    "fashion_mnist",
-    "rotten_tomatoes",
-    "bbc_news",
-    "efficientnet_lite0",
-    "minilm",
-    "smollm2",
-)
-
-
-def _check_names(names: Sequence[str]) -> list[str]:
-    unknown = [n for n in names if n not in ASSETS]
-    if unknown:
-        raise DataError(
-            f"unknown asset {unknown[0]!r}; known: {', '.join(ASSETS)}.{suggest(unknown[0], ASSETS)}"
-        )
-    return list(names)
+from ftlab.asset_registry import ASSETS, DEFAULT_ASSETS, get
+from ftlab.errors import ConfigError, FtlabError, explain, suggest
+from ftlab.paths import default_data_dir, resolve_data_dir
 
 
 def fetch(
@@ -64,10 +30,11 @@ def fetch(
 ) -> dict[str, str | None]:
     """Fetch ``names`` (default: :data:`DEFAULT_ASSETS`); returns name -> error (None if it worked)."""
     directory = resolve_data_dir(data_dir)
+    assets = {name: get(name, directory) for name in names or DEFAULT_ASSETS}
     failures: dict[str, str | None] = {}
-    for name in _check_names(names or DEFAULT_ASSETS):
+    for name, asset in assets.items():
         try:
-            print(f"{name}: {ASSETS[name](directory).fetch()}", flush=True)
+            print(f"{name}: {asset.fetch()}", flush=True)
             failures[name] = None
         except FtlabError as e:
             print(f"{name}: FAILED: {e}", file=sys.stderr, flush=True)
@@ -78,8 +45,8 @@ def fetch(
 def list_assets(data_dir: Path) -> None:
     """One line per asset: its name, ``ok`` or ``missing``, and where it is or was looked for."""
     print(f"data dir: {data_dir}")
-    for name, asset_class in ASSETS.items():
-        asset = asset_class(data_dir)
+    for name in ASSETS:
+        asset = get(name, data_dir)
         found = asset.locate()
         where = asset.shown(found) if found is not None else asset.searched()
         print(f"  {name:<19} {'ok' if found is not None else 'missing':<8} {where}")
@@ -101,8 +68,9 @@ def optimize(arguments: Sequence[str]) -> dict:
 
     from hydra.utils import instantiate
 
-    from ftlab.config import compose_config, plain
+    from ftlab.config import compose_config
     from ftlab.data.streaming import write_shards
+    from ftlab.plain import plain
 
     own: dict[str, str] = {}
     overrides = []

@@ -16,11 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from ftlab.config import plain
-from ftlab.data.sources import FIXED_SPLIT_SEED, FIXED_TEST_FRACTION, Source, Split
-from ftlab.data.splits import stratified_split
-from ftlab.data.texts import label_ids, label_order
-from ftlab.errors import ConfigError, DataError, suggest
+from ftlab.data.sources.base import (
+    FIXED_TEST_FRACTION,
+    Source,
+    Split,
+    check_test_fraction,
+    fixed_test_split,
+    label_ids,
+    label_order,
+)
+from ftlab.errors import ConfigError, DataError, one_line, suggest
+from ftlab.plain import plain
 
 #: ``datasets``' packaged builders for local files (``path`` takes one, or a hub name)
 BUILDERS = ("csv", "json", "parquet", "arrow", "imagefolder", "text")
@@ -73,8 +79,7 @@ class HFDataset(Source):
             )
         if text_pair_column and image_column:
             raise ConfigError("data.source.text_pair_column needs a text_column, not images.")
-        if not 0 < test_fraction < 1:
-            raise ConfigError(f"data.source.test_fraction={test_fraction} must be in (0, 1).")
+        test_fraction = check_test_fraction(test_fraction, "data.source.test_fraction")
         if data_files is None and files_dir is None and path in BUILDERS:
             raise ConfigError(
                 f"data.source.path={path} reads local files: set data.source.data_files (a file, "
@@ -117,19 +122,19 @@ class HFDataset(Source):
             )
         except FileNotFoundError as err:
             raise DataError(
-                f"data.source.path={self.path!r}: {_first_line(err)} (offline, a hub name works "
+                f"data.source.path={self.path!r}: {one_line(err, 300)} (offline, a hub name works "
                 "only once cached; local files: path=csv|json|parquet|arrow|imagefolder with "
                 "data_files)."
             ) from err
         except (ValueError, TypeError, OSError) as err:
             raise DataError(
-                f"data.source.path={self.path!r} could not be read: {_first_line(err)}"
+                f"data.source.path={self.path!r} could not be read: {one_line(err, 300)}"
             ) from err
         except Exception as err:  # pyarrow and datasets' own errors: an unreadable file
             if type(err).__module__.startswith(("pyarrow", "datasets")):
                 raise DataError(
                     f"data.source.path={self.path!r} ({self.data_files or self.files_dir}) could "
-                    f"not be read: {type(err).__name__}: {_first_line(err)}"
+                    f"not be read: {type(err).__name__}: {one_line(err, 300)}"
                 ) from err
             raise
         if not isinstance(loaded, datasets.DatasetDict):  # pragma: no cover - split=None
@@ -273,8 +278,7 @@ class HFDataset(Source):
         if splits["test"] is None:  # a fixed carve: the same test examples for every seed
             train = splits["train"]
             assert train is not None
-            kept, held = stratified_split(train.labels, self.test_fraction, FIXED_SPLIT_SEED)
-            splits["train"], splits["test"] = train.subset(kept), train.subset(held)
+            splits.update(fixed_test_split(train, self.test_fraction))
         return splits
 
     def __repr__(self) -> str:
@@ -308,8 +312,3 @@ def _check_files(data_files: Any) -> None:
             raise DataError(f"data.source.data_files names {path}, which does not exist.")
         if path.is_file() and path.stat().st_size == 0:
             raise DataError(f"data.source.data_files names {path}, which is empty.")
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:300] if text else type(err).__name__
