@@ -48,6 +48,24 @@ class OutOfMemory(FtlabError):
     """The accelerator ran out of memory; the message says what to shrink."""
 
 
+def one_line(value: object, limit: int | None = None, *, first: bool = True) -> str:
+    """An error's (or any value's) text on one line, for a sentence that quotes it: its
+    first non-empty line (``first``), or all of it joined (messages whose point is on a
+    later line, as peft's often are); cut at a word boundary near ``limit`` characters. An
+    error without text gives its class name."""
+    text = str(value).strip()
+    if isinstance(value, BaseException) and not text:
+        return type(value).__name__
+    line = (
+        next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+        if first
+        else " ".join(text.split())
+    )
+    if limit is not None and len(line) > limit:
+        line = (line[:limit].rsplit(" ", 1)[0] or line[:limit]) + " ..."
+    return line
+
+
 def suggest(value: str, choices: Iterable[str], n: int = 3) -> str:
     """A ``did you mean`` phrase for ``value`` among ``choices`` (empty when nothing is close)."""
     close = difflib.get_close_matches(str(value), list(choices), n=n, cutoff=0.5)

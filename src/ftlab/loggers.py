@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ftlab.config import instantiate_list
-from ftlab.errors import ConfigError
+from ftlab.errors import ConfigError, one_line
 from ftlab.wandb_env import wandb_offline_reason
 
 
@@ -96,7 +96,7 @@ def wandb_logger(
 
             warnings.warn(
                 f"W&B could not start an online run ({type(err).__name__}: "
-                f"{str(err).splitlines()[0][:160]}); logging offline in {save_dir} instead "
+                f"{one_line(err, 160)}); logging offline in {save_dir} instead "
                 "(upload later with `wandb sync`).",
                 stacklevel=2,
             )

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ftlab.atomic import atomic_write_json, atomic_write_text
-from ftlab.errors import MethodNotApplicable, OutOfMemory, root_cause, user_error
+from ftlab.errors import MethodNotApplicable, OutOfMemory, one_line, root_cause, user_error
 
 RESULTS_FILE = "results.json"
 CONFIG_FILE = "config.yaml"
@@ -91,7 +91,7 @@ def load_record(path: str | os.PathLike) -> dict[str, Any]:
 def why(record: dict[str, Any]) -> str:
     """The first line of a record's reason (skipped) or error (failed), or ``""``."""
     text = record.get("reason") or record.get("error") or ""
-    return text.splitlines()[0] if text else ""
+    return one_line(text) if text else ""
 
 
 # -- secrets --------------------------------------------------------------------------------
@@ -136,7 +136,7 @@ def run_identity(cfg: Any) -> dict[str, Any]:
 
 def out_of_memory(cfg: Any, err: BaseException) -> OutOfMemory:
     """What to change when the accelerator ran out of memory, instead of a raw stack."""
-    first = str(root_cause(err)).strip().splitlines()[0][:200]
+    first = one_line(root_cause(err), 200)
     advice = [f"lower data.batch_size (now {cfg.data.get('batch_size')})"]
     if cfg.model.get("grad_checkpointing") is False:
         advice.append("set model.grad_checkpointing=true")

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from tests.conftest import TINY_CNN, ftlab_cli, quiet_trainer
-from tests.methods.conftest import features, method_from_config, train_steps
+from tests.methods.conftest import features, method_from_config, run_or_refuse, train_steps
 
 from ftlab.config import CONF_DIR
 from ftlab.errors import ConfigError
@@ -272,3 +272,15 @@ def test_a_users_own_tuner_runs_in_a_sweep_from_their_own_config_directory(tmp_p
         ("my_tuner", "my_tuner(r=4)", "done"),
         ("ia3", "ia3", "done"),
     }
+
+
+def test_a_tuner_whose_layers_fail_on_the_backbones_input_is_refused_when_built(tmp_path):
+    """peft's OFT unfolds any 4-D input as a convolution's, so on ConvNeXt-T's Linear MLP,
+    which reads channels-last [B, H, W, C] tokens, its layers would fail in the first step:
+    the tuner is tried on the backbone's own example input when it is built."""
+    from tests.methods.test_timm_families import _batch, template
+
+    outcome = run_or_refuse(template("convnext"), "oft", _batch("convnext"), tmp_path)
+    assert outcome.startswith("refused: method=oft (peft's OFTModel) builds layers in")
+    assert "fail on its input" in outcome
+    assert run_or_refuse(template("convnext"), "ia3", _batch("convnext"), tmp_path) == "ran"

@@ -13,7 +13,7 @@ from typing import Any
 from torch import nn
 
 from ftlab.backbones.anatomy import Capability
-from ftlab.errors import ConfigError
+from ftlab.errors import ConfigError, MethodNotApplicable
 from ftlab.methods.base import validate_count
 from ftlab.methods.peft_tuner import PeftInjected, build_config
 
@@ -68,3 +68,28 @@ class LoRA(PeftInjected):
             bias="lora_only" if self.train_bias else "none",
         )
         return build_config(LoraConfig, {**options, **self.peft_options}, f"method={self.name}")
+
+    def modify(self, module: nn.Module) -> None:
+        super().modify(module)
+        self._check_factor_shapes(module.backbone)
+
+    def _check_factor_shapes(self, backbone: nn.Module) -> None:
+        """Refuse factors that do not fit their layer: peft's OLoRA initialisation ignores a
+        transposed layer (transformers' ``Conv1D``, GPT-2's) and would fail in the forward."""
+        from peft.tuners.lora import LoraLayer
+
+        for name, layer in backbone.named_modules():
+            if not isinstance(layer, LoraLayer) or "default" not in layer.lora_A:
+                continue
+            down, up = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+            if down.dim() != 2:  # a convolution's factors: no transposed layers there
+                continue
+            # the weights, not the Linear's in/out_features: OLoRA swaps the weight's data
+            takes, gives = down.shape[1], up.shape[0]
+            if (takes, gives) != (layer.in_features, layer.out_features):
+                raise MethodNotApplicable(
+                    f"method={self.name} (init={self.init}): peft builds factors for {name} of "
+                    f"{backbone.label} that take {takes} and give {gives} features where the "
+                    f"layer takes {layer.in_features} and gives {layer.out_features} (a "
+                    "transposed layer, such as GPT-2's Conv1D); use method=lora or pissa."
+                )

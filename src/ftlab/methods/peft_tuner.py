@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from ftlab.backbones.anatomy import Anatomy
-from ftlab.config import plain
-from ftlab.errors import ConfigError, MethodNotApplicable, suggest
+from ftlab.errors import ConfigError, MethodNotApplicable, one_line, suggest
 from ftlab.methods.base import Method, is_norm
+from ftlab.plain import plain
 
 #: the target preset every backbone offers, computed from its module tree
 NORMS = "norms"
@@ -31,9 +31,9 @@ NORMS = "norms"
 PRESETS = ("default", "attention", "mlp", "all_linear", "all", NORMS)
 
 
-def _one_line(err: BaseException) -> str:
-    """An exception's text on one line, ending in a full stop (peft's messages span lines)."""
-    text = " ".join(str(err).split())
+def _said(err: BaseException) -> str:
+    """What peft said, whole (its point is often on a later line), as one sentence."""
+    text = one_line(err, first=False)
     return text if text.endswith(".") else text + "."
 
 
@@ -182,7 +182,7 @@ class PeftInjected(Method):
             raise MethodNotApplicable(
                 f"method={self.name} (peft's {tuner_class.__name__}) cannot apply to "
                 f"{backbone.label} ({backbone.anatomy.family}) with target modules "
-                f"{_short(config.target_modules)}: {_one_line(err)}"
+                f"{_short(config.target_modules)}: {_said(err)}"
             ) from err
         prefix = tuner_class.prefix
         for name, param in backbone.named_parameters():
@@ -222,26 +222,25 @@ class PeftInjected(Method):
 
     def merge(self, module: nn.Module) -> int:
         """Fold every tuner layer into its base layer and put the plain layer back, leaving
-        a backbone with no peft modules in it. Returns the number of merged layers."""
+        a backbone with no peft modules in it (peft's own ``merge_and_unload``, checking
+        the merged weights for NaNs). Returns the number of merged layers."""
         from peft.tuners.tuners_utils import BaseTunerLayer
 
-        backbone = module.backbone
-        merged = 0
-        for name, sub in list(backbone.named_modules()):
-            if not (isinstance(sub, BaseTunerLayer) and hasattr(sub, "get_base_layer")):
-                continue
-            try:
-                sub.merge(safe_merge=True)
-            except (NotImplementedError, ValueError, TypeError) as err:
-                raise ConfigError(
-                    f"method={self.name}: peft's {type(sub).__name__} cannot merge into its "
-                    f"base layer ({_one_line(err)}) Evaluate with merge_lora=false."
-                ) from err
-            parent_name, _, attr = name.rpartition(".")
-            parent = backbone.get_submodule(parent_name) if parent_name else backbone
-            setattr(parent, attr, sub.get_base_layer())
-            merged += 1
-        return merged
+        if self.peft_model is None or self.peft_model.model is not module.backbone:
+            raise ConfigError(
+                f"method={self.name} merges the tuner it built in the module it was applied "
+                "to, and was not applied to this one; merge that module, or apply a new "
+                f"method={self.name} here first."
+            )
+        layers = sum(isinstance(m, BaseTunerLayer) for m in module.backbone.modules())
+        try:
+            self.peft_model.merge_and_unload(safe_merge=True)
+        except (NotImplementedError, ValueError, TypeError) as err:
+            raise ConfigError(
+                f"method={self.name}: peft's {type(self.peft_model).__name__} cannot merge into "
+                f"its base layers ({_said(err)}) Evaluate with merge_lora=false."
+            ) from err
+        return layers
 
 
 def _short(names: Any) -> str:
@@ -289,6 +288,29 @@ class PeftTuner(PeftInjected):
     def names_targets(self) -> bool:
         return self.tuner.get("target_modules") is not None or super().names_targets()
 
+    def modify(self, module: nn.Module) -> None:
+        super().modify(module)
+        self._probe(module.backbone)
+
+    def _probe(self, backbone: nn.Module) -> None:
+        """Run the backbone once on its own example input: some tuners' layers assume an
+        input layout the backbone does not use (peft's OFT takes a Linear layer's 4-D,
+        channels-last input, as ConvNeXt's MLP gets it, for a convolution's), which would
+        otherwise fail in the first training step."""
+        was_training = backbone.training
+        backbone.eval()
+        try:
+            with torch.no_grad():
+                backbone(backbone.example_batch())
+        except RuntimeError as err:
+            raise MethodNotApplicable(
+                f"method={self.name} (peft's {type(self.peft_model).__name__}) builds layers in "
+                f"{backbone.label} ({backbone.anatomy.family}) that fail on its input: "
+                f"{_said(err)} Use lora, or a tuner that runs on this backbone's layers."
+            ) from err
+        finally:
+            backbone.train(was_training)
+
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage == "fit":
             steps = trainer.estimated_stepping_batches
@@ -320,5 +342,5 @@ def build_config(config_class: type, options: dict[str, Any], what: str):
         return config_class(**options)
     except (TypeError, ValueError) as err:
         raise ConfigError(
-            f"{what}: peft's {config_class.__name__} refuses these settings: {_one_line(err)}"
+            f"{what}: peft's {config_class.__name__} refuses these settings: {_said(err)}"
         ) from err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ftlab.errors import one_line
 from ftlab.records import DONE, FAILED, SKIPPED, UNREADABLE
 from ftlab.reporting.fmt import DASH, PARETO_MARK, table
 
@@ -95,8 +96,7 @@ def _text(value: object) -> str:
 def _first_line(value: object, limit: int = 300) -> str:
     if value is None or pd.isna(value) or not str(value).strip():
         return DASH
-    line = str(value).strip().splitlines()[0].strip()
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+    return one_line(value, limit)
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
