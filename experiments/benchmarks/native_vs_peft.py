@@ -88,10 +88,10 @@ def peft_model(method: str, frozen_eval: bool = False):
 
 def token_batch() -> dict[str, torch.Tensor]:
     """One fixed batch of real-tokenizer ids, the same for both sides."""
-    from ftlab.backbones import HFEncoderBackbone
+    from ftlab.backbones import HFBackbone
     from ftlab.backbones.assets import minilm_path
 
-    return HFEncoderBackbone(str(minilm_path())).example_batch(BATCH, TOKENS)
+    return HFBackbone(str(minilm_path())).example_batch(BATCH, TOKENS)
 
 
 def saved_activation_bytes(model: nn.Module, step, batch) -> int:

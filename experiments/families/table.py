@@ -19,13 +19,13 @@ from tests.methods import test_hf_families as hf  # noqa: E402
 from tests.methods import test_timm_families as timm  # noqa: E402
 from tests.methods.conftest import run_or_refuse  # noqa: E402
 
-from ftlab.backbones import HFEncoderBackbone  # noqa: E402
+from ftlab.backbones import HFBackbone  # noqa: E402
 
 
 def rows(work: Path):
     """(family, kind, backbone, batch) for every family of both tables."""
     for family in sorted(hf.FAMILIES):
-        backbone = HFEncoderBackbone(str(hf.model_dir(family, work)), pretrained=False)
+        backbone = HFBackbone(str(hf.model_dir(family, work)), pretrained=False)
         kind = "HF decoder" if family in hf.DECODERS else "HF encoder"
         yield family, kind, backbone, hf._batch(backbone)
     for family in sorted(timm.FAMILIES):

@@ -16,7 +16,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from ftlab.backbones import HFEncoderBackbone, TimmBackbone  # noqa: E402
+from ftlab.backbones import HFBackbone, TimmBackbone  # noqa: E402
 from ftlab.backbones.assets import minilm_path  # noqa: E402
 from ftlab.module import FineTuneModule  # noqa: E402
 
@@ -39,11 +39,9 @@ def vit_template() -> TimmBackbone:
 
 
 @pytest.fixture(scope="session")
-def bert_template() -> HFEncoderBackbone:
+def bert_template() -> HFBackbone:
     torch.manual_seed(0)
-    backbone = HFEncoderBackbone(
-        str(minilm_path()), pretrained=False, config_overrides=dict(TINY_BERT)
-    )
+    backbone = HFBackbone(str(minilm_path()), pretrained=False, config_overrides=dict(TINY_BERT))
     with torch.no_grad():  # random init leaves biases at 0; make them count in the tests
         for name, param in backbone.named_parameters():
             if name.endswith("bias") and "LayerNorm" not in name:
@@ -52,9 +50,9 @@ def bert_template() -> HFEncoderBackbone:
 
 
 @pytest.fixture(scope="session")
-def minilm_template() -> HFEncoderBackbone:
+def minilm_template() -> HFBackbone:
     """The packaged all-MiniLM-L6-v2 with its real weights (slow tests only)."""
-    return HFEncoderBackbone(str(minilm_path()))
+    return HFBackbone(str(minilm_path()))
 
 
 @pytest.fixture(scope="session")

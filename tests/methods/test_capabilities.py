@@ -39,7 +39,7 @@ def test_what_each_backbone_kind_offers(vit_template, bert_template):
     assert Capability.TOKEN_INPUT not in cnn and Capability.ATTENTION_KV not in cnn
     assert {Capability.CHAINED_BLOCKS, Capability.TOKEN_INPUT, Capability.ATTENTION_KV} <= vit
     assert Capability.CHANNELS_LAST not in vit and Capability.TOKEN_EMBEDDINGS not in vit
-    assert {Capability.TOKEN_EMBEDDINGS, Capability.SUBLAYER_OUTPUTS} <= bert
+    assert {Capability.TOKEN_EMBEDDINGS, Capability.ATTENTION_OUTPUT, Capability.MLP_OUTPUT} <= bert
     assert Capability.CHAINED_BLOCKS not in bert  # its layers also need the attention mask
 
 
@@ -61,7 +61,7 @@ def test_encoders_with_a_pooler_option_load_without_the_unused_pooler(config_cla
     that never get a gradient (a warning on one process, an error under DDP)."""
     import transformers
 
-    from ftlab.backbones import HFEncoderBackbone
+    from ftlab.backbones import HFBackbone
     from ftlab.backbones.assets import minilm_path
 
     config = getattr(transformers, config_class)(
@@ -70,6 +70,6 @@ def test_encoders_with_a_pooler_option_load_without_the_unused_pooler(config_cla
     )  # fmt: skip
     config.save_pretrained(tmp_path)
     transformers.AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(tmp_path)
-    backbone = HFEncoderBackbone(str(tmp_path), pretrained=False)
+    backbone = HFBackbone(str(tmp_path), pretrained=False)
     assert backbone.config.model_type == config.model_type
     assert not [n for n, _ in backbone.named_parameters() if "pooler" in n]

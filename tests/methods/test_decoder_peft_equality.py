@@ -20,7 +20,7 @@ from tests.methods.conftest import (
 )
 from tests.methods.test_hf_families import model_dir
 
-from ftlab.backbones import HFEncoderBackbone
+from ftlab.backbones import HFBackbone
 from ftlab.module import FineTuneModule
 
 #: decoder family -> whether its targeted layers are GPT-2's transposed ``Conv1D``
@@ -38,7 +38,7 @@ def ftlab_module(family: str, method_name: str, root, tmp_path):
     and the HF weights it started from (before injection)."""
     method = method_from_config(method_name)
     torch.manual_seed(0)
-    backbone = HFEncoderBackbone(str(model_dir(family, root)), pretrained=False)
+    backbone = HFBackbone(str(model_dir(family, root)), pretrained=False)
     weights = {k: v.clone() for k, v in backbone.model.state_dict().items()}
     module = FineTuneModule(backbone, num_classes=NUM_CLASSES)
     method.apply(module)

@@ -14,17 +14,17 @@ from tests.conftest import compose
 from tests.methods.conftest import TEXTS, method_from_config, snapshot
 from tests.methods.test_hf_families import METHODS, model_dir
 
-from ftlab.backbones import HFEncoderBackbone, TimmBackbone
+from ftlab.backbones import HFBackbone, TimmBackbone
 from ftlab.config import CONF_DIR
 from ftlab.errors import ConfigError
 from ftlab.module import FineTuneModule
 
 
 @pytest.fixture(scope="module")
-def bf16_llama(tmp_path_factory) -> HFEncoderBackbone:
+def bf16_llama(tmp_path_factory) -> HFBackbone:
     root = tmp_path_factory.mktemp("dtype")
     torch.manual_seed(0)
-    return HFEncoderBackbone(str(model_dir("llama", root)), pretrained=False, dtype="bfloat16")
+    return HFBackbone(str(model_dir("llama", root)), pretrained=False, dtype="bfloat16")
 
 
 @pytest.mark.parametrize("method_name", sorted(set(METHODS) - {"bitfit"}))  # Llama: no biases
@@ -88,7 +88,7 @@ def _trains_under_autocast(module: FineTuneModule, batch: dict, labels: torch.Te
 
 def test_an_unknown_dtype_names_the_valid_ones(tmp_path):
     with pytest.raises(ConfigError, match=r"model.dtype='bf16' is not one of \['float32'"):
-        HFEncoderBackbone(str(model_dir("llama", tmp_path)), pretrained=False, dtype="bf16")
+        HFBackbone(str(model_dir("llama", tmp_path)), pretrained=False, dtype="bf16")
 
 
 #: a tiny Llama run (test_eval_decoder's), its frozen weights in bfloat16
@@ -124,7 +124,7 @@ def test_a_bf16_run_evaluates_to_what_it_recorded(tmp_path, data_dir):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
 def test_quantization_without_cuda_is_refused_with_what_works_instead(tmp_path):
     with pytest.raises(ConfigError, match="model.quantization=4bit runs on bitsandbytes' CUDA"):
-        HFEncoderBackbone(str(model_dir("llama", tmp_path)), quantization="4bit")
+        HFBackbone(str(model_dir("llama", tmp_path)), quantization="4bit")
 
 
 @pytest.mark.parametrize(
@@ -136,7 +136,7 @@ def test_quantization_without_cuda_is_refused_with_what_works_instead(tmp_path):
 )
 def test_bad_quantization_settings_say_what_is_valid(kwargs, message, tmp_path):
     with pytest.raises(ConfigError, match=message):
-        HFEncoderBackbone(str(model_dir("llama", tmp_path)), **kwargs)
+        HFBackbone(str(model_dir("llama", tmp_path)), **kwargs)
 
 
 @pytest.mark.parametrize("model", sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml")))
@@ -145,5 +145,5 @@ def test_every_model_config_takes_the_memory_knobs(model, tmp_path):
     one) is a setting, not Hydra's "key not in struct"."""
     cfg = compose([f"model={model}"], tmp_path)
     assert cfg.model.dtype is None and cfg.model.grad_checkpointing is False
-    if "HFEncoderBackbone" in cfg.model._target_:
+    if "HFBackbone" in cfg.model._target_:
         assert cfg.model.quantization is None

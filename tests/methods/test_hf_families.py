@@ -12,7 +12,7 @@ import torch
 import transformers
 from tests.methods.conftest import EVERYWHERE, TEXTS, mechanisms, method_from_config, run_or_refuse
 
-from ftlab.backbones import Capability, HFEncoderBackbone
+from ftlab.backbones import Capability, HFBackbone
 from ftlab.backbones.assets import minilm_path
 from ftlab.errors import ConfigError
 from ftlab.module import FineTuneModule
@@ -29,6 +29,9 @@ FAMILIES = {
     "gemma": ("GemmaConfig", dict(**SMALL, **ATTN, num_key_value_heads=1, head_dim=8)),
     "phi3": ("Phi3Config", dict(**SMALL, **ATTN, pad_token_id=0)),
     "gpt_neox": ("GPTNeoXConfig", dict(**SMALL, **ATTN)),
+    # FalconLinear subclasses nn.Linear: linear layers are found by type, not by class name
+    "falcon": ("FalconConfig", dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                                    num_attention_heads=4)),
     "opt": ("OPTConfig", dict(**SMALL, hidden_size=32, num_hidden_layers=2,
                               num_attention_heads=4, ffn_dim=64, word_embed_proj_dim=32)),
     "distilbert": ("DistilBertConfig", dict(**SMALL, dim=32, n_layers=2, n_heads=4,
@@ -40,7 +43,18 @@ FAMILIES = {
     "modernbert": ("ModernBertConfig", dict(**SMALL, **ATTN, pad_token_id=0, bos_token_id=101,
                                             eos_token_id=102, cls_token_id=101, sep_token_id=102)),
 }  # fmt: skip
-DECODERS = {"gpt2", "llama", "qwen2", "qwen3", "mistral", "gemma", "phi3", "gpt_neox", "opt"}
+DECODERS = {
+    "gpt2",
+    "llama",
+    "qwen2",
+    "qwen3",
+    "mistral",
+    "gemma",
+    "phi3",
+    "gpt_neox",
+    "opt",
+    "falcon",
+}
 METHODS = mechanisms()
 
 
@@ -58,16 +72,16 @@ def model_dir(family: str, root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def backbones(tmp_path_factory) -> dict[str, HFEncoderBackbone]:
+def backbones(tmp_path_factory) -> dict[str, HFBackbone]:
     root = tmp_path_factory.mktemp("hf_families")
     out = {}
     for family in FAMILIES:
         torch.manual_seed(0)
-        out[family] = HFEncoderBackbone(str(model_dir(family, root)), pretrained=False)
+        out[family] = HFBackbone(str(model_dir(family, root)), pretrained=False)
     return out
 
 
-def _batch(backbone: HFEncoderBackbone) -> dict[str, torch.Tensor]:
+def _batch(backbone: HFBackbone) -> dict[str, torch.Tensor]:
     batch = dict(backbone.tokenizer(TEXTS, padding=True, return_tensors="pt"))
     return {**batch, "labels": torch.tensor([0, 2])}
 
@@ -96,7 +110,7 @@ def test_every_method_runs_or_refuses_with_a_sentence(backbones, family, method_
     run_or_refuse(backbones[family], method_name, _batch(backbones[family]), tmp_path)
 
 
-def assert_padding_blind(backbone: HFEncoderBackbone, family: str) -> torch.Tensor:
+def assert_padding_blind(backbone: HFBackbone, family: str) -> torch.Tensor:
     """The first text alone equals itself in a padded batch: padded on either side for a
     decoder (which pools the last real token), on the right for an encoder. Returns it."""
     alone = dict(backbone.tokenizer(TEXTS[:1], return_tensors="pt"))
@@ -117,13 +131,18 @@ def test_last_token_pooling_ignores_padding_on_either_side(backbones, family):
 
 def test_cls_pooling_on_a_decoder_is_refused_with_the_reason(tmp_path):
     with pytest.raises(ConfigError, match="first token has seen only itself"):
-        HFEncoderBackbone(str(model_dir("llama", tmp_path)), pretrained=False, pooling="cls")
+        HFBackbone(str(model_dir("llama", tmp_path)), pretrained=False, pooling="cls")
 
 
 @pytest.mark.parametrize("family", sorted(DECODERS))
 def test_decoders_take_prompts_prefixes_and_adapters(backbones, family):
     capabilities = backbones[family].anatomy.capabilities
-    wanted = {Capability.TOKEN_INPUT, Capability.ATTENTION_KV, Capability.SUBLAYER_OUTPUTS}
+    wanted = {
+        Capability.TOKEN_INPUT,
+        Capability.ATTENTION_KV,
+        Capability.ATTENTION_OUTPUT,
+        Capability.MLP_OUTPUT,
+    }
     assert wanted <= capabilities
 
 
@@ -214,12 +233,14 @@ def test_a_decoders_trainable_state_rebuilds_the_same_model(backbones, method_na
     batch = _batch(backbones["llama"])
     trained, method = build()
     train_steps(trained, batch, steps=2)
-    fresh, _ = build()
+    fresh, fresh_method = build()
     fresh.load_trainable_state(trained.trainable_state_dict())
     expected = features(trained, batch)
     torch.testing.assert_close(features(fresh, batch), expected, rtol=0, atol=0)
     if method_name == "lora":
-        assert method.merge(fresh) > 0
+        with pytest.raises(ConfigError, match="was not applied to this one"):
+            method.merge(fresh)  # its tuner lives in `trained`
+        assert fresh_method.merge(fresh) > 0
         assert not any("lora_" in n for n, _ in fresh.named_parameters())
         torch.testing.assert_close(features(fresh, batch), expected, rtol=1e-5, atol=1e-5)
 
@@ -229,12 +250,12 @@ def test_gradient_checkpointing_on_every_family_or_a_sentence(family, tmp_path):
     path = str(model_dir(family, tmp_path))
     if family == "mpnet":  # transformers' MPNetModel has no checkpointing
         with pytest.raises(ConfigError, match="set model.grad_checkpointing=false"):
-            HFEncoderBackbone(path, pretrained=False, grad_checkpointing=True)
+            HFBackbone(path, pretrained=False, grad_checkpointing=True)
         return
     torch.manual_seed(0)
-    plain = HFEncoderBackbone(path, pretrained=False).train()
+    plain = HFBackbone(path, pretrained=False).train()
     torch.manual_seed(0)
-    recomputed = HFEncoderBackbone(path, pretrained=False, grad_checkpointing=True).train()
+    recomputed = HFBackbone(path, pretrained=False, grad_checkpointing=True).train()
     assert recomputed.model.is_gradient_checkpointing
     grads = []
     for backbone in (plain, recomputed):
@@ -285,3 +306,12 @@ def test_prompts_past_the_position_table_say_what_to_lower(backbones):
         backbone({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
     short = ids[:, :50]  # 60 positions: fits
     assert backbone({"input_ids": short, "attention_mask": torch.ones_like(short)}).shape == (1, 32)
+
+
+def test_olora_on_gpt2s_transposed_layers_is_a_sentence_not_a_crash(backbones, tmp_path):
+    """peft's OLoRA initialisation gives GPT-2's Conv1D factors of the wrong shape, which
+    fail in the first forward; ftlab refuses them when they are built, naming the layer."""
+    outcome = run_or_refuse(backbones["gpt2"], "olora", _batch(backbones["gpt2"]), tmp_path)
+    assert outcome.startswith("refused: method=olora (init=olora)")
+    assert "c_attn" in outcome and "use method=lora or pissa" in outcome
+    assert run_or_refuse(backbones["gpt2"], "pissa", _batch(backbones["gpt2"]), tmp_path) == "ran"

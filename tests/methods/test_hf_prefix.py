@@ -13,7 +13,7 @@ import torch
 from tests.methods.conftest import TEXTS
 from tests.methods.test_hf_families import FAMILIES, assert_padding_blind, model_dir
 
-from ftlab.backbones import HFEncoderBackbone
+from ftlab.backbones import HFBackbone
 from ftlab.methods.prefix import Prefix
 from ftlab.module import FineTuneModule
 
@@ -23,10 +23,10 @@ NUM_TOKENS = 4
 NO_PREFIX = {"deberta-v2", "mpnet"}
 
 
-def prefixed(family: str, root, **backbone_kwargs) -> tuple[FineTuneModule, HFEncoderBackbone]:
+def prefixed(family: str, root, **backbone_kwargs) -> tuple[FineTuneModule, HFBackbone]:
     """A tiny random ``family`` model with prefixes (``module.plain``: its model without)."""
     torch.manual_seed(0)
-    backbone = HFEncoderBackbone(str(model_dir(family, root)), pretrained=False, **backbone_kwargs)
+    backbone = HFBackbone(str(model_dir(family, root)), pretrained=False, **backbone_kwargs)
     plain = copy.deepcopy(backbone.model).eval()
     module = FineTuneModule(backbone, num_classes=3)
     object.__setattr__(module, "plain", plain)
@@ -111,5 +111,5 @@ def test_gradient_checkpointing_gives_the_prefixes_the_same_gradients(family, tm
 def test_attention_without_the_interface_is_refused_with_a_sentence(family, tmp_path):
     from ftlab.backbones import Capability
 
-    backbone = HFEncoderBackbone(str(model_dir(family, tmp_path)), pretrained=False)
+    backbone = HFBackbone(str(model_dir(family, tmp_path)), pretrained=False)
     assert Capability.ATTENTION_KV not in backbone.anatomy.capabilities

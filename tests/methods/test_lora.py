@@ -7,7 +7,7 @@ import pytest
 import torch
 from tests.methods.conftest import copy_lora_into_peft
 
-from ftlab.backbones import HFEncoderBackbone, TimmBackbone
+from ftlab.backbones import HFBackbone, TimmBackbone
 from ftlab.backbones.assets import minilm_path
 from ftlab.errors import ConfigError, MethodNotApplicable
 from ftlab.methods import LoRA
@@ -21,7 +21,7 @@ def vit():
 
 
 def bert():
-    return HFEncoderBackbone(
+    return HFBackbone(
         str(minilm_path()),
         pretrained=False,
         config_overrides={

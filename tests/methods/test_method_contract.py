@@ -23,7 +23,7 @@ from tests.methods.conftest import (
 )
 from tests.methods.test_hf_families import model_dir
 
-from ftlab.backbones import HFEncoderBackbone, TimmBackbone
+from ftlab.backbones import HFBackbone, TimmBackbone
 from ftlab.config import CONF_DIR
 from ftlab.errors import ConfigError
 from ftlab.module import FineTuneModule
@@ -34,9 +34,9 @@ FAMILIES = ("cnn", "vit", "bert", "decoder")
 #: method -> the families where it refuses, and a phrase of the reason (the rest run)
 EXPECTED: dict[str, dict[str, str]] = {
     "adalora": {},
-    "adapter": {"cnn": "needs sublayer_outputs"},
-    "adapter_parallel": {"cnn": "needs sublayer_outputs"},
-    "adapter_pfeiffer": {"cnn": "needs sublayer_outputs"},
+    "adapter": {"cnn": "needs mlp_output"},
+    "adapter_parallel": {"cnn": "needs mlp_output"},
+    "adapter_pfeiffer": {"cnn": "needs mlp_output"},
     "bitfit": {"decoder": "trains biases and"},
     "boft": {},
     "dora": {},
@@ -77,7 +77,7 @@ def backbones(vit_template, bert_template, tmp_path_factory) -> dict:
     torch.manual_seed(0)
     cnn = TimmBackbone("test_efficientnet", pretrained=False)
     torch.manual_seed(0)
-    decoder = HFEncoderBackbone(
+    decoder = HFBackbone(
         str(model_dir("llama", tmp_path_factory.mktemp("decoder"))), pretrained=False
     )
     return {"cnn": cnn, "vit": vit_template, "bert": bert_template, "decoder": decoder}

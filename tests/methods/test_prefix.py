@@ -27,7 +27,7 @@ def prefix_sources(module) -> list[PrefixKV]:
 def test_trainable_count_is_the_closed_form(build, helpers, family, reparam):
     module = build(family, Prefix(num_tokens=K, reparam=reparam, mlp_hidden=HIDDEN))
     anatomy = module.backbone.anatomy
-    d, layers = anatomy.kv_dim, anatomy.num_blocks
+    (d,), layers = set(anatomy.kv_dims), anatomy.num_blocks
     if reparam == "none":
         method_params = layers * 2 * K * d
     else:  # table + down + up, the last one for every layer's keys and values

@@ -16,9 +16,12 @@ FAMILIES = {
     "deit": ("deit_tiny_patch16_224", dict(img_size=32, depth=2), 32),
     "eva": ("eva02_tiny_patch14_224", dict(img_size=28, depth=2), 28),
     "beit": ("beit_base_patch16_224", dict(img_size=32, depth=2, embed_dim=32, num_heads=2), 32),
+    # two blocks a stage: stage 0's second block attends in shifted windows
     "swin": ("swin_tiny_patch4_window7_224",
-             dict(img_size=32, embed_dim=16, depths=(1, 1), num_heads=(1, 2), window_size=4), 32),
-    "convnext": ("convnext_atto", dict(dims=(8, 16, 32, 64), depths=(1, 1, 1, 1)), 32),
+             dict(img_size=32, embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4), 32),
+    # ConvNeXt-T's block form (a Linear MLP), not atto's 1x1-conv one
+    "convnext": ("convnext_atto", dict(dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), conv_mlp=False),
+                 32),
     "resnet": ("resnet18", dict(), 32),
 }  # fmt: skip
 METHODS = mechanisms()
@@ -44,8 +47,12 @@ def test_hierarchical_models_are_described_by_what_they_contain():
     swin, convnext = template("swin").anatomy, template("convnext").anatomy
     assert swin.family == "hierarchical" and Capability.CHANNELS_LAST not in swin.capabilities
     assert any(t.endswith("attn.qkv") for t in swin.lora_targets["default"])
+    assert len(swin.blocks) == 2 and len(swin.residual_blocks) == 4  # stages, blocks inside
+    assert {Capability.ATTENTION_PROMPTS, Capability.ATTENTION_KV} <= swin.capabilities
     assert convnext.family == "cnn" and Capability.CHANNELS_LAST in convnext.capabilities
     assert any(t.endswith("mlp.fc1") for t in convnext.lora_targets["default"])  # Linear MLP
+    assert Capability.MLP_OUTPUT in convnext.capabilities  # adapters beside the MLP
+    assert Capability.ATTENTION_OUTPUT not in convnext.capabilities
 
 
 @pytest.mark.parametrize("method_name", METHODS)

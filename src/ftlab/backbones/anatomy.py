@@ -30,10 +30,18 @@ class Capability(str, Enum):
     TOKEN_EMBEDDINGS = "token_embeddings"
     """A vocabulary whose embeddings can start prompts (``Backbone.embed_token_ids``)."""
     LORA_TARGETS = "lora_targets"
-    SUBLAYER_OUTPUTS = "sublayer_outputs"
-    """Where each block's attention and feed-forward results leave, before the residual."""
+    ATTENTION_OUTPUT = "attention_output"
+    """Where each residual block's attention result leaves, before the residual add (where
+    a Houlsby adapter's first bottleneck goes)."""
+    MLP_OUTPUT = "mlp_output"
+    """Where each residual block's feed-forward result leaves, before the residual add, and
+    the module whose input is the feed-forward's input (Pfeiffer and parallel adapters)."""
     ATTENTION_KV = "attention_kv"
     """Self-attention whose keys and values can be extended (``Backbone.extend_attention``)."""
+    ATTENTION_PROMPTS = "attention_prompts"
+    """Each residual block's attention can attend to prompt tokens that its own norm and
+    projections turn into keys and values (``Backbone.add_attention_prompts``): deep
+    prompts where the tokens are not one sequence (Swin's windows)."""
     CHAINED_BLOCKS = "chained_blocks"
     """Each block takes the previous block's output alone, so the output of the first k
     can be cached (a text encoder's layers also need the batch's attention mask)."""
@@ -56,22 +64,40 @@ def assign_layer_ids(
     return ids
 
 
+#: what ``Anatomy.family`` may say: a word for messages and reports, never for decisions
+FAMILIES = ("cnn", "vit", "hierarchical", "encoder", "decoder")
+
+
 @dataclass
 class Anatomy:
+    """Everything a method may know about a backbone, as module names inside it.
+
+    Two units of depth: ``blocks`` are what layer ids, ``last_n``, ``full`` and ``gradual``
+    count (a ViT's or BERT's layers; a CNN's or Swin's stages), and the *residual blocks*
+    (:attr:`residual_blocks`) are where per-block sites sit: the same modules on a ViT or
+    BERT, every block inside the stages on Swin or ConvNeXt (``stage_blocks``). Every
+    per-block list below (``attention`` ... ``block_widths``) is indexed by residual block.
+    """
+
     family: str
-    """``"cnn"``, ``"vit"`` or ``"encoder"`` (a Hugging Face text encoder)."""
+    """One of :data:`FAMILIES`: ``cnn``, ``vit`` (a plain timm vision transformer),
+    ``hierarchical`` (a timm transformer in stages, such as Swin), ``encoder`` or ``decoder``
+    (Hugging Face text models)."""
     blocks: list[str]
     """Qualified names (inside the backbone) of the ordered blocks or stages."""
     layer_ids: dict[str, int]
     """Parameter name -> 0 (stem), 1..N (block), N+1 (neck)."""
     feature_dim: int
     """Width of the pooled features that reach the head."""
+    stage_blocks: list[str] = field(default_factory=list)
+    """The residual blocks inside the stages, in order, when ``blocks`` are stages that hold
+    several (Swin, ConvNeXt); empty when the blocks are themselves the residual blocks."""
     attention: list[str] = field(default_factory=list)
-    """Per block, the attention sub-module (empty when the backbone has none)."""
+    """Per residual block, the attention sub-module (empty when the backbone has none)."""
     mlp: list[str] = field(default_factory=list)
-    """Per block, the feed-forward sub-module."""
+    """Per residual block, the feed-forward sub-module."""
     token_sequence: bool = False
-    """Whether the backbone processes a token sequence that prompts can extend."""
+    """Whether the backbone processes one token sequence that prompts can extend."""
     lora_targets: dict[str, list[str]] = field(default_factory=dict)
     """Named presets of module-name patterns for LoRA (``default``, ``all_linear``, ...)."""
     embeddings: str = ""
@@ -81,23 +107,45 @@ class Anatomy:
     """Leading tokens of that sequence that prompts keep in front (class/register tokens,
     ``[CLS]``)."""
     attention_output: list[str] = field(default_factory=list)
-    """Per block, the module whose output is the attention sub-layer's result before the
-    residual add (where a Houlsby adapter goes)."""
+    """Per residual block, the module whose output is the attention sub-layer's result
+    before the residual add (where a Houlsby adapter goes)."""
     mlp_input: list[str] = field(default_factory=list)
-    """Per block, the module whose first argument is the feed-forward sub-layer's input."""
+    """Per residual block, the module whose first argument is the feed-forward input."""
     mlp_output: list[str] = field(default_factory=list)
-    """Per block, the module whose output is the feed-forward result before the residual add."""
+    """Per residual block, the module whose output is the feed-forward result before the
+    residual add."""
     attention_kv: list[str] = field(default_factory=list)
-    """Per block, the self-attention module whose keys and values the backbone can extend
-    (``Backbone.extend_attention``: prefix tuning)."""
-    kv_dim: int = 0
-    """Width of those keys and values (heads x head size)."""
+    """Per residual block, the self-attention module whose keys and values the backbone can
+    extend (``Backbone.extend_attention``: prefix tuning)."""
+    kv_dims: list[int] = field(default_factory=list)
+    """Per entry of ``attention_kv``, the width of its keys and values (kv heads x head
+    size)."""
+    attention_prompts: bool = False
+    """Whether the backbone turns prompt tokens into those attentions' keys and values
+    through each block's own norm and projections (``Backbone.add_attention_prompts``)."""
+    block_widths: list[int] = field(default_factory=list)
+    """Per residual block, the width of the tokens it takes, when it differs from block to
+    block (Swin's stages widen); empty: ``feature_dim`` everywhere."""
     token_embeddings: bool = False
     """Whether token ids have embeddings that prompts can start from."""
     chained_blocks: bool = False
     """Whether each block takes the previous block's output alone."""
     convolutional: bool = False
     """Whether the backbone is a convolutional network (NHWC helps it on GPUs)."""
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"Anatomy.family={self.family!r} is not one of {FAMILIES}")
+        per_block = ("attention_output", "mlp_input", "mlp_output", "attention_kv", "block_widths")
+        for name in per_block:
+            values = getattr(self, name)
+            if values and len(values) != len(self.residual_blocks):
+                raise ValueError(
+                    f"Anatomy.{name} has {len(values)} entries for "
+                    f"{len(self.residual_blocks)} residual blocks"
+                )
+        if len(self.kv_dims) != len(self.attention_kv):
+            raise ValueError("Anatomy.kv_dims needs one width per attention_kv entry")
 
     @property
     def num_blocks(self) -> int:
@@ -107,6 +155,15 @@ class Anatomy:
     def num_layers(self) -> int:
         """Stem + blocks + neck: the number of distinct layer ids."""
         return len(self.blocks) + 2
+
+    @property
+    def residual_blocks(self) -> list[str]:
+        """Where per-block sites sit: ``stage_blocks`` when there are any, else ``blocks``."""
+        return self.stage_blocks or self.blocks
+
+    def block_width(self, index: int) -> int:
+        """The width of the tokens residual block ``index`` takes."""
+        return self.block_widths[index] if self.block_widths else self.feature_dim
 
     @property
     def capabilities(self) -> set[Capability]:
@@ -119,10 +176,10 @@ class Anatomy:
             Capability.TOKEN_INPUT: self.token_sequence and bool(self.embeddings),
             Capability.TOKEN_EMBEDDINGS: self.token_embeddings,
             Capability.LORA_TARGETS: bool(self.lora_targets),
-            Capability.SUBLAYER_OUTPUTS: bool(
-                self.attention_output and self.mlp_input and self.mlp_output
-            ),
-            Capability.ATTENTION_KV: bool(self.attention_kv and self.kv_dim),
+            Capability.ATTENTION_OUTPUT: bool(self.attention_output),
+            Capability.MLP_OUTPUT: bool(self.mlp_input and self.mlp_output),
+            Capability.ATTENTION_KV: bool(self.attention_kv),
+            Capability.ATTENTION_PROMPTS: self.attention_prompts and bool(self.attention_kv),
             Capability.CHAINED_BLOCKS: self.chained_blocks and bool(self.blocks),
             Capability.CHANNELS_LAST: self.convolutional,
         }

@@ -1,6 +1,7 @@
 """Hugging Face text models as ftlab backbones: encoders (BERT and its relatives, and any
 other with a block stack) and decoder-only language models, pooled to one vector per text.
-What each family offers methods is described in :mod:`ftlab.backbones.hf_anatomy`."""
+What each family offers methods is described in :mod:`ftlab.backbones.families`
+(:mod:`~ftlab.backbones.families.hf_bert`, :mod:`~ftlab.backbones.families.hf_generic`)."""
 
 from __future__ import annotations
 
@@ -14,18 +15,22 @@ import transformers
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from ftlab.backbones.anatomy import Anatomy, TokenSlot
+from ftlab.backbones.anatomy import Anatomy
 from ftlab.backbones.base import Backbone
-from ftlab.backbones.hf_anatomy import BERT_LIKE, bert_anatomy, generic_anatomy, is_decoder
+from ftlab.backbones.families import hf_bert
+from ftlab.backbones.families.hf_generic import generic_anatomy, text_kind
 from ftlab.backbones.hf_attention import KV_EXTENSIBLE, add_prefix
-from ftlab.errors import BackboneError, ConfigError, suggest
+from ftlab.errors import BackboneError, ConfigError, one_line, suggest
+from ftlab.plain import plain
 
 POOLINGS = ("auto", "mean", "cls", "last")
 PADDING_SIDES = ("left", "right")
 
 
-class HFEncoderBackbone(Backbone):
-    """A Hugging Face text model by hub id or local path, pooled to one vector per text.
+class HFBackbone(Backbone):
+    """A Hugging Face text model by hub id or local path, pooled to one vector per text:
+    an encoder or a decoder-only language model, as transformers' own model mappings say
+    (``kind=auto``; ``encoder``/``decoder`` for a model type they do not map).
 
     ``pretrained=false`` builds the same architecture with random weights;
     ``config_overrides`` changes the architecture (e.g. a 2-layer model for tests).
@@ -35,9 +40,6 @@ class HFEncoderBackbone(Backbone):
     """
 
     modality = "text"
-    token_slot: TokenSlot | None = None
-    """Tokens a method inserted after the embeddings (prompts): the padding mask gains ones
-    there, and they are removed before pooling."""
 
     def __init__(
         self,
@@ -52,6 +54,7 @@ class HFEncoderBackbone(Backbone):
         padding_side: str | None = None,
         dtype: str | None = None,
         quantization: str | None = None,
+        kind: str = "auto",
     ) -> None:
         super().__init__(label=label or Path(str(name)).name, dtype=dtype)
         if quantization is not None:
@@ -74,17 +77,19 @@ class HFEncoderBackbone(Backbone):
             where = "local directory" if local else "Hugging Face model id"
             raise BackboneError(
                 f"model.name={self.name!r} could not be loaded as a {where} "
-                f"({type(err).__name__}: {str(err).splitlines()[0][:200]})."
+                f"({type(err).__name__}: {one_line(err, 200)})."
                 f"{suggest(self.name, _cached_model_ids())} Use a directory with "
                 "config.json and tokenizer files, model=minilm for the packaged MiniLM, or a hub id "
                 "when online."
             ) from err
-        for key, value in (config_overrides or {}).items():
+        for key, value in (plain(config_overrides) or {}).items():
             if not hasattr(config, key):
                 raise ConfigError(
                     f"model.config_overrides.{key} is not a field of {type(config).__name__}."
                 )
             setattr(config, key, value)
+        self.kind = text_kind(config, kind)
+        decoder = self.kind == "decoder"
         model_class = _base_model_class(config)
         if attn_implementation == "sdpa" and not getattr(model_class, "_supports_sdpa", True):
             from ftlab.console import log
@@ -111,22 +116,20 @@ class HFEncoderBackbone(Backbone):
         else:
             self.model = AutoModel.from_config(config, **kwargs)
         self.config = config
-        self.pooling = _pooling(pooling, config)
+        self.pooling = _pooling(pooling, config, decoder)
         _set_padding(self.tokenizer, pad_token, padding_side, self.name)
         accepted = inspect.signature(self.model.forward).parameters
         # token type ids are segments to an encoder; GPT-2 would look them up as tokens
         wanted = (
             "input_ids",
             "attention_mask",
-            *(() if is_decoder(config) else ("token_type_ids",)),
+            *(() if decoder else ("token_type_ids",)),
         )
         self._inputs = [k for k in wanted if k in accepted]
         # decoders: positions count real tokens only, so left padding shifts nothing
-        self._positions = is_decoder(config) and "position_ids" in accepted
+        self._positions = decoder and "position_ids" in accepted
         # prompts go in as input embeddings; decoders also need ftlab's positions
-        self._embeds_input = "inputs_embeds" in accepted and (
-            self._positions or not is_decoder(config)
-        )
+        self._embeds_input = "inputs_embeds" in accepted and (self._positions or not decoder)
         if grad_checkpointing:
             self.set_grad_checkpointing(True)
 
@@ -219,7 +222,7 @@ class HFEncoderBackbone(Backbone):
 
     def extend_attention(self, name: str, kv: nn.Module) -> nn.Module:
         """Make the self-attention ``name`` (one of ``anatomy.attention_kv``) also attend to
-        the keys and values ``kv()`` returns, each ``[T, kv_dim]``, from every query and
+        the keys and values ``kv()`` returns, each ``[T, kv_dims[i]]``, from every query and
         whatever the padding (prefix tuning). The module keeps its name and gains ``kv``
         as its ``prefix`` (:mod:`ftlab.backbones.hf_attention`)."""
         if name not in self.anatomy.attention_kv:
@@ -238,16 +241,16 @@ class HFEncoderBackbone(Backbone):
     def describe(self) -> Anatomy:
         """BERT-named encoders: the full BERT anatomy; any other model: the structure's."""
         kv_ok = self.config._attn_implementation in KV_EXTENSIBLE
-        if self.config.model_type in BERT_LIKE and hasattr(self.model, "encoder"):
+        if hf_bert.matches(self.model, self.config):
             has_cls = self.tokenizer.cls_token_id is not None
-            return bert_anatomy(
+            return hf_bert.bert_anatomy(
                 self.model, self.config, has_cls, kv_ok and not self.config.is_decoder
             )
-        prompts = self._embeds_input
         anatomy = generic_anatomy(
             self.model,
             self.config,
-            prompts=prompts,
+            self.kind,
+            prompts=self._embeds_input,
             leading_special=self.tokenizer.cls_token_id is not None,
             kv_ok=kv_ok,
         )
@@ -299,10 +302,10 @@ def _quantization(kind: str, pretrained: bool, dtype: torch.dtype) -> dict[str, 
     return {"quantization_config": quantized, "dtype": compute, "device_map": device}
 
 
-def _pooling(pooling: str, config: Any) -> str:
+def _pooling(pooling: str, config: Any, decoder: bool) -> str:
     if pooling == "auto":
-        return "last" if is_decoder(config) else "mean"
-    if pooling == "cls" and is_decoder(config):
+        return "last" if decoder else "mean"
+    if pooling == "cls" and decoder:
         raise ConfigError(
             f"model.pooling=cls on a decoder ({config.model_type}): under causal attention the "
             "first token has seen only itself. Use pooling=last (or auto) or mean."
@@ -347,3 +350,8 @@ def _cached_model_ids() -> list[str]:
         return sorted(r.repo_id for r in scan_cache_dir().repos if r.repo_type == "model")
     except Exception:  # no cache dir yet, or an unreadable one: nothing to suggest
         return []
+
+
+#: the name this class had until it was known to build decoders too: configs and
+#: checkpoints written before the rename name it as their ``_target_``
+HFEncoderBackbone = HFBackbone

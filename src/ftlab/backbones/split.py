@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from timm.layers import DropBlock2d, DropPath
 from torch import nn
 
 from ftlab.backbones.anatomy import Capability
@@ -115,11 +116,11 @@ class FrozenPrefix:
         return None
 
 
+#: modules that drop at random in training mode, by their probability attribute
+RANDOM = ((nn.modules.dropout._DropoutNd, "p"), (DropPath, "drop_prob"), (DropBlock2d, "drop_prob"))
+
+
 def _random_or_batch_dependent(module: nn.Module) -> bool:
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         return True  # batch statistics: a cached sample would not see its batch
-    for attr in ("p", "drop_prob"):  # dropout, timm's DropPath
-        value = getattr(module, attr, None)
-        if "Drop" in type(module).__name__ and isinstance(value, float) and value > 0:
-            return True
-    return False
+    return any(isinstance(module, kind) and (getattr(module, p, 0) or 0) > 0 for kind, p in RANDOM)

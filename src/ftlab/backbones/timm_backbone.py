@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import timm
 import torch
-import torch.nn.functional as F
-from timm.layers import Attention, to_2tuple
+from timm.layers import to_2tuple
 from torch import nn
 
-from ftlab.backbones.anatomy import Anatomy, TokenSlot, assign_layer_ids
+from ftlab.backbones.anatomy import Anatomy, Capability
 from ftlab.backbones.base import Backbone
-from ftlab.errors import BackboneError, ConfigError, suggest
+from ftlab.backbones.families import TIMM_RECIPES
+from ftlab.backbones.families.timm_parts import timm_parts
+from ftlab.errors import BackboneError, ConfigError, one_line, suggest
+from ftlab.plain import plain
 
 
 class TimmBackbone(Backbone):
@@ -31,10 +33,6 @@ class TimmBackbone(Backbone):
     """
 
     modality = "image"
-    token_slot: TokenSlot | None = None
-    """Tokens a method inserted after the embeddings (prompts); removed before pooling."""
-    channels_last: bool = False
-    """Inputs go in NHWC (set by the module with its weights: faster convolutions on GPUs)."""
 
     def __init__(
         self,
@@ -54,7 +52,7 @@ class TimmBackbone(Backbone):
                 "List them with `python -c 'import timm; print(timm.list_models(\"*vit*\"))'`."
             )
         self.name = name
-        kwargs = dict(model_kwargs or {})
+        kwargs = dict(plain(model_kwargs) or {})  # lists reach timm as lists, not ListConfig
         own_size = _fixed_size(name)
         if own_size and image_size and own_size != (image_size,) * 2 and "img_size" not in kwargs:
             _check_runs_at(name, kwargs, image_size, own_size, label or name)
@@ -76,7 +74,7 @@ class TimmBackbone(Backbone):
                 raise
             raise BackboneError(
                 f"could not load pretrained weights for timm model {name!r} ({type(err).__name__}: "
-                f"{str(err).splitlines()[0][:200]}). Offline? Give a local file with "
+                f"{one_line(err, 200)}). Offline? Give a local file with "
                 "model.weights_file=PATH, or use model.pretrained=false."
             ) from err
         if grad_checkpointing:
@@ -105,14 +103,19 @@ class TimmBackbone(Backbone):
         return tokens if self.token_slot is None else self.token_slot.remove(tokens)
 
     def extend_attention(self, name: str, kv: nn.Module) -> nn.Module:
-        """Make the attention ``name`` (one of ``anatomy.attention_kv``) also attend to the
-        keys and values ``kv()`` returns, each ``[T, kv_dim]``, for every query (prefix
-        tuning). The module is swapped for a wrapper that holds ``kv`` as ``prefix``."""
+        """The attention module is swapped for its family's wrapper (same computation,
+        keys and values extended), which holds ``kv`` as ``prefix``."""
         if name not in self.anatomy.attention_kv:
             raise BackboneError(f"{name!r} is not an extendable attention of {self.label}.")
-        wrapper = _PrefixedAttention(self.get_submodule(name), kv)
+        attention = self.get_submodule(name)
+        wrapper = self.recipe.PREFIXED[type(attention)](attention, kv)
         self.set_submodule(name, wrapper)
         return wrapper
+
+    def add_attention_prompts(self, name: str, tokens: nn.Module) -> nn.Module:
+        if Capability.ATTENTION_PROMPTS not in self.anatomy.capabilities:
+            raise self._lacks(Capability.ATTENTION_PROMPTS)
+        return self.extend_attention(name, self.recipe.prompt_source(self, name, tokens))
 
     def preprocessing(self) -> dict[str, Any]:
         config = timm.data.resolve_model_data_config(self.model)
@@ -141,92 +144,24 @@ class TimmBackbone(Backbone):
         return {"pixel_values": torch.randn(batch_size, c, h, w)}
 
     def describe(self) -> Anatomy:
-        model = self.model
-        matcher = model.group_matcher(coarse=True)
-        stem = matcher.get("stem", "")
-        stem_patterns = [re.compile(p) for p in ([stem] if isinstance(stem, str) else stem) if p]
-        blocks = _block_names(model, matcher.get("blocks", []))
-        if not blocks:
+        """The first recipe in :data:`~ftlab.backbones.families.TIMM_RECIPES` that
+        recognises the model describes it."""
+        parts = timm_parts(self.model)
+        if not parts.blocks:
             raise BackboneError(f"timm model {self.name!r} does not describe its blocks.")
+        for recipe in TIMM_RECIPES:
+            anatomy = recipe.describe(self.model, parts)
+            if anatomy is not None:
+                self._recipe = recipe.__name__  # a name: copies and pickles carry it
+                return anatomy
+        raise BackboneError(f"no recipe describes timm model {self.name!r}.")
 
-        prefix = "model."
-        layer_ids = {
-            prefix + name: lid
-            for name, lid in assign_layer_ids(
-                (n for n, _ in model.named_parameters()),
-                blocks,
-                lambda name: any(p.match(name) for p in stem_patterns),
-            ).items()
-        }
-
-        first = model.get_submodule(blocks[0])
-        is_vit = hasattr(model, "patch_embed") and hasattr(getattr(first, "attn", None), "qkv")
-        block_names = [prefix + b for b in blocks]
-        if is_vit:
-            plain_attention = all(
-                type(model.get_submodule(b).attn) is Attention for b in blocks
-            )  # the fused-qkv forward that _PrefixedAttention reproduces
-            special = getattr(model, "num_prefix_tokens", 1)
-            return Anatomy(
-                family="vit",
-                blocks=block_names,
-                layer_ids=layer_ids,
-                feature_dim=model.num_features,
-                attention=[b + ".attn" for b in block_names],
-                mlp=[b + ".mlp" for b in block_names],
-                token_sequence=True,
-                lora_targets={
-                    "default": ["attn.qkv", "attn.proj"],
-                    "attention": ["attn.qkv", "attn.proj"],
-                    "all_linear": ["attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"],
-                    "mlp": ["mlp.fc1", "mlp.fc2"],
-                },
-                # prompts go in after norm_pre; rotary position embeddings (EVA) are sized to
-                # the patch grid, so inserted tokens would not fit them
-                embeddings=(
-                    prefix + "norm_pre"
-                    if hasattr(model, "norm_pre") and getattr(model, "rope", None) is None
-                    else ""
-                ),
-                special_tokens=special,
-                attention_output=[b + ".attn" for b in block_names],
-                mlp_input=[b + ".mlp" for b in block_names],
-                mlp_output=[b + ".mlp" for b in block_names],
-                attention_kv=[b + ".attn" for b in block_names] if plain_attention else [],
-                kv_dim=first.attn.num_heads * first.attn.head_dim if plain_attention else 0,
-                chained_blocks=True,
-            )
-        # hierarchical models without timm's fused-qkv blocks: CNNs (ResNet, EfficientNet,
-        # ConvNeXt, whose block MLPs are Linear) and windowed transformers (Swin)
-        in_blocks = [
-            (name, m)
-            for name, m in model.named_modules()
-            if any(name.startswith(b + ".") for b in blocks)
-        ]
-        pointwise = [
-            prefix + name
-            for name, m in in_blocks
-            if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.groups == 1
-        ]
-        linear = [prefix + name for name, m in in_blocks if isinstance(m, nn.Linear)]
-        all_convs = [
-            prefix + name
-            for name, m in model.named_modules()
-            if (isinstance(m, nn.Conv2d) and m.groups == 1) or isinstance(m, nn.Linear)
-        ]
-        presets = {"default": pointwise or linear, "all": all_convs} if pointwise or linear else {}
-        if linear:
-            presets["all_linear"] = linear
-        convolutional = any(isinstance(m, nn.Conv2d) for _, m in in_blocks)
-        return Anatomy(
-            family="cnn" if convolutional else "hierarchical",
-            blocks=block_names,
-            layer_ids=layer_ids,
-            feature_dim=model.num_features,
-            lora_targets=presets,
-            chained_blocks=True,
-            convolutional=convolutional,
-        )
+    @property
+    def recipe(self) -> ModuleType:
+        """The family recipe (a module of :mod:`ftlab.backbones.families`) that describes
+        this model and provides what its capability hooks need."""
+        self.anatomy  # noqa: B018 - describing the model chooses its recipe
+        return next(r for r in TIMM_RECIPES if r.__name__ == self._recipe)
 
 
 def _fixed_size(name: str) -> tuple[int, int] | None:
@@ -276,66 +211,5 @@ def _problem_at(name: str, kwargs: dict[str, Any], size: int) -> tuple[str | Non
                 return f"its {step}x{step} patches do not tile {size}x{size} images", step
             model.eval()(torch.empty(1, 3, size, size))
     except Exception as err:  # timm asserts and shape errors, whatever the family
-        said = (str(err).splitlines() or [""])[0]
-        said = said if len(said) <= 100 else said[:100].rsplit(" ", 1)[0] + " ..."
-        return f"{type(err).__name__}: {said}", step
+        return f"{type(err).__name__}: {one_line(err, 100)}", step
     return None, step
-
-
-def _block_names(model: nn.Module, patterns: Any) -> list[str]:
-    """Names of the modules that timm's coarse group matcher calls blocks (or stages)."""
-    if isinstance(patterns, str):
-        patterns = [(patterns, None)]
-    compiled = [
-        re.compile(p.lstrip("^"))
-        for p, suffix in patterns
-        if not (isinstance(suffix, tuple) and suffix and suffix[0] >= 99999)
-    ]
-    return [
-        name
-        for name, _ in model.named_modules()
-        if name and any(c.fullmatch(name) for c in compiled)
-    ]
-
-
-class _PrefixedAttention(nn.Module):
-    """timm's fused-qkv ``Attention`` that also attends to extra keys and values.
-
-    The computation is the wrapped module's own (its ``qkv``, norms, gate and projection);
-    only keys and values grow by ``prefix()``'s tokens, which every query may attend to."""
-
-    def __init__(self, base: Attention, prefix: nn.Module) -> None:
-        super().__init__()
-        self.base = base
-        self.prefix = prefix
-
-    def forward(
-        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
-    ) -> torch.Tensor:
-        base = self.base
-        B, N, _ = x.shape
-        heads, head_dim = base.num_heads, base.head_dim
-        gate = getattr(base, "gate", None)
-        gate = gate(x).sigmoid() if gate is not None else None
-        q, k, v = base.qkv(x).reshape(B, N, 3, heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        pk, pv = (
-            t.to(k.dtype).reshape(1, -1, heads, head_dim).transpose(1, 2).expand(B, -1, -1, -1)
-            for t in self.prefix()
-        )
-        q, k = base.q_norm(q), base.k_norm(torch.cat([pk, k], dim=2))
-        v = torch.cat([pv, v], dim=2)
-        if is_causal:
-            causal = torch.ones(N, N, dtype=torch.bool, device=x.device).tril()
-            attn_mask = causal if attn_mask is None else attn_mask & causal
-        if attn_mask is not None:
-            keep = True if attn_mask.dtype == torch.bool else 0.0
-            attn_mask = torch.cat(
-                [attn_mask.new_full((*attn_mask.shape[:-1], pk.shape[2]), keep), attn_mask], dim=-1
-            )
-        x = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=base.attn_drop.p if base.training else 0.0
-        )
-        x = base.norm(x.transpose(1, 2).reshape(B, N, -1))
-        if gate is not None:
-            x = x * gate
-        return base.proj_drop(base.proj(x))

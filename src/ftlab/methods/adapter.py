@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ftlab.backbones.anatomy import Anatomy, Capability
-from ftlab.errors import ConfigError
+from ftlab.errors import ConfigError, MethodNotApplicable
 from ftlab.methods.base import Method, train_block_extras, validate_count
 
 PLACEMENTS = ("houlsby", "pfeiffer", "parallel")
@@ -102,7 +102,8 @@ def output_width(module: nn.Module, default: int) -> int:
 
 
 def validate_layers(layers: Any, num_blocks: int | None = None) -> list[int] | None:
-    """``None`` (every block) or a list of distinct block indices (0-based)."""
+    """``None`` (every residual block) or a list of distinct residual block indices
+    (0-based: a ViT's or BERT's layers, every block inside a Swin's or ConvNeXt's stages)."""
     if layers is None:
         return None
     if isinstance(layers, int) or not all(
@@ -114,7 +115,7 @@ def validate_layers(layers: Any, num_blocks: int | None = None) -> list[int] | N
         raise ConfigError(f"method.layers={layers} must be non-empty and without repeats.")
     if num_blocks is not None and not all(0 <= i < num_blocks for i in layers):
         raise ConfigError(
-            f"method.layers={layers} but this backbone has {num_blocks} blocks "
+            f"method.layers={layers} but this backbone has {num_blocks} residual blocks "
             f"(valid: 0..{num_blocks - 1})."
         )
     return layers
@@ -122,7 +123,7 @@ def validate_layers(layers: Any, num_blocks: int | None = None) -> list[int] | N
 
 class Adapter(Method):
     name = "adapter"
-    requires = frozenset({Capability.HEAD, Capability.BLOCKS, Capability.SUBLAYER_OUTPUTS})
+    requires = frozenset({Capability.HEAD, Capability.BLOCKS, Capability.MLP_OUTPUT})
     suggestion = "Use lora, last_n or full, which need only blocks."
 
     def __init__(
@@ -171,26 +172,37 @@ class Adapter(Method):
         size = f"d={self.bottleneck_dim}" if self.bottleneck_dim else f"r={self.reduction_factor}"
         return f"adapter({self.placement},{size})"
 
-    def hidden_size(self, width: int) -> int:
+    def hidden_size(self, width: int, where: str = "the model") -> int:
         """The bottleneck width for a stream of ``width`` features."""
         if self.bottleneck_dim is not None:
             return self.bottleneck_dim
         if self.reduction_factor > width:
             raise ConfigError(
-                f"method.reduction_factor={self.reduction_factor} is wider than the model "
+                f"method.reduction_factor={self.reduction_factor} is wider than {where} "
                 f"({width} features): the bottleneck would be empty (valid: 1..{width})."
             )
         return width // self.reduction_factor
 
     def check(self, anatomy: Anatomy, backbone_label: str = "this backbone") -> None:
         super().check(anatomy, backbone_label)
-        validate_layers(self.layers, anatomy.num_blocks)
-        self.hidden_size(anatomy.feature_dim)
+        if self.placement == "houlsby" and Capability.ATTENTION_OUTPUT not in anatomy.capabilities:
+            raise MethodNotApplicable(
+                f"method={self.name} (placement=houlsby) puts an adapter after each block's "
+                f"attention and feed-forward, and {backbone_label}'s blocks ({anatomy.family}) "
+                "have no attention output to adapt; use method=adapter_pfeiffer or "
+                "adapter_parallel (method.placement=pfeiffer or parallel), which adapt the "
+                "feed-forward only."
+            )
+        blocks = len(anatomy.residual_blocks)
+        validate_layers(self.layers, blocks)
+        narrowest = min(anatomy.block_width(i) for i in range(blocks))
+        where = f"{backbone_label}'s {'narrowest block' if anatomy.block_widths else 'width'}"
+        self.hidden_size(narrowest, where)
 
     def sites(self, anatomy: Anatomy) -> list[tuple[int, str, str | None]]:
         """(block index, module to wrap, module whose input a parallel adapter reads when
         it is another one) for every adapter, in a fixed order."""
-        chosen = range(anatomy.num_blocks) if self.layers is None else sorted(self.layers)
+        chosen = range(len(anatomy.residual_blocks)) if self.layers is None else sorted(self.layers)
         sites = []
         for i in chosen:
             if self.placement == "houlsby":

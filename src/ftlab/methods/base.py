@@ -13,10 +13,12 @@ from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
+from timm.layers import RmsNorm, RmsNorm2d, SimpleNorm, SimpleNorm2d
 from torch import nn
 
 from ftlab.backbones.anatomy import Anatomy, Capability
 from ftlab.errors import ConfigError, MethodNotApplicable, suggest
+from ftlab.settings import check_types
 
 
 class Method(pl.Callback):
@@ -34,6 +36,12 @@ class Method(pl.Callback):
                 f"{cls.__name__}.requires names {unknown!r}; a method requires members of "
                 f"ftlab.backbones.Capability: {', '.join(c.value for c in Capability)}."
             )
+
+    def __new__(cls, *args: Any, **settings: Any):
+        # types here, once: __new__ sees every setting, while each __init__ along the MRO
+        # takes only its own and compares it (r < 1) before this class's __init__ could look
+        check_types(cls, settings, "method.")
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -84,10 +92,16 @@ class Method(pl.Callback):
         return {"name": self.name, **{k: getattr(self, k) for k in self.settings() if k != "name"}}
 
     # -- the mechanism ---------------------------------------------------------------------
+    def needs(self, anatomy: Anatomy) -> frozenset[Capability]:
+        """What this method needs from ``anatomy``: ``requires``, unless the method has
+        another way to work on a backbone that offers something else (prompts: a token
+        sequence, or attention that takes prompts)."""
+        return self.requires
+
     def check(self, anatomy: Anatomy, backbone_label: str = "this backbone") -> None:
         """Refuse, with a sentence, a backbone whose anatomy lacks what this method needs."""
         offered = anatomy.capabilities
-        missing = self.requires - offered
+        missing = self.needs(anatomy) - offered
         if missing:
             raise MethodNotApplicable(
                 f"method={self.name} needs {', '.join(sorted(missing))}, which {backbone_label} "
@@ -185,23 +199,26 @@ def freeze_batchnorm(root: nn.Module) -> int:
     return count
 
 
-NORMS = (nn.LayerNorm, nn.RMSNorm)
+#: normalisation layer types: torch's, and timm's own that do not subclass them
+NORMS = (nn.LayerNorm, nn.RMSNorm, RmsNorm, RmsNorm2d, SimpleNorm, SimpleNorm2d)
 
 
 def is_norm(module: nn.Module) -> bool:
-    """A normalisation layer: torch's, or a model's own (transformers' ``LlamaRMSNorm``,
-    ``GemmaRMSNorm``, ... subclass ``nn.Module``, not ``nn.RMSNorm``)."""
+    """A normalisation layer, by type; by name only for transformers' families, whose norms
+    (``LlamaRMSNorm``, ``GemmaRMSNorm``, ...) are each their own ``nn.Module`` with no
+    common type to test."""
     return isinstance(module, NORMS) or type(module).__name__.endswith(("LayerNorm", "RMSNorm"))
 
 
 def train_block_extras(
     module: nn.Module, norms: bool, bias: bool, layers: list[int] | None = None
 ) -> None:
-    """Also train the normalisation layers and/or every bias inside the blocks
-    (``layers``: their indices; all blocks when ``None``)."""
+    """Also train the normalisation layers and/or every bias inside the blocks (``layers``:
+    indices of residual blocks, as adapters count them; every block when ``None``)."""
+    anatomy = module.backbone.anatomy
     backbone = module.backbone
-    blocks = backbone.anatomy.blocks
-    for block_name in blocks if layers is None else [blocks[i] for i in layers]:
+    chosen = anatomy.blocks if layers is None else [anatomy.residual_blocks[i] for i in layers]
+    for block_name in chosen:
         block = backbone.get_submodule(block_name)
         if norms:
             for sub in block.modules():

@@ -28,23 +28,26 @@ ENCODER = "prefix_encoder"  # where the shared MLP sits in the backbone
 
 
 class PrefixMLP(nn.Module):
-    """``up(tanh(down(table)))``: every layer's keys and values from one table."""
+    """``up(tanh(down(table)))``: every layer's keys and values from one table (layer ``i``
+    gets ``dims[i]``-wide keys and values: Swin's stages widen)."""
 
     NO_WEIGHT_DECAY = ("table",)
 
-    def __init__(self, num_tokens: int, dim: int, hidden: int, num_layers: int) -> None:
+    def __init__(self, num_tokens: int, dims: list[int], hidden: int) -> None:
         super().__init__()
-        self.dim = dim
-        self.table = nn.Parameter(torch.randn(num_tokens, dim))
-        self.down = nn.Linear(dim, hidden)
-        self.up = nn.Linear(hidden, num_layers * 2 * dim)
+        self.dims = list(dims)
+        self.table = nn.Parameter(torch.randn(num_tokens, max(dims)))
+        self.down = nn.Linear(max(dims), hidden)
+        self.up = nn.Linear(hidden, 2 * sum(dims))
 
     def layer(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Layer ``index``'s keys and values, computing only its rows of ``up``."""
-        rows = slice(index * 2 * self.dim, (index + 1) * 2 * self.dim)
+        dim = self.dims[index]
+        start = 2 * sum(self.dims[:index])
+        rows = slice(start, start + 2 * dim)
         hidden = torch.tanh(self.down(self.table))
         kv = nn.functional.linear(hidden, self.up.weight[rows], self.up.bias[rows])
-        return kv[:, : self.dim], kv[:, self.dim :]
+        return kv[:, :dim], kv[:, dim:]
 
 
 class PrefixKV(nn.Module):
@@ -114,28 +117,27 @@ class Prefix(Method):
 
     def check(self, anatomy: Anatomy, backbone_label: str = "this backbone") -> None:
         super().check(anatomy, backbone_label)
-        if len(anatomy.attention_kv) != anatomy.num_blocks:
+        if len(anatomy.attention_kv) != len(anatomy.residual_blocks):
             raise ConfigError(f"{backbone_label} describes attention for only some blocks.")
 
     def modify(self, module: nn.Module) -> None:
         backbone = module.backbone
         anatomy = backbone.anatomy
-        dim, layers = anatomy.kv_dim, anatomy.attention_kv
+        dims, layers = anatomy.kv_dims, anatomy.attention_kv
         device = next(backbone.get_submodule(layers[0]).parameters()).device
         if self.reparam == "mlp":
-            encoder = PrefixMLP(self.num_tokens, dim, self.mlp_hidden, len(layers)).to(device)
+            encoder = PrefixMLP(self.num_tokens, dims, self.mlp_hidden).to(device)
             backbone.add_module(ENCODER, encoder)
             encoder.requires_grad_(True)
             sources = [PrefixKV(source=encoder, index=i) for i in range(len(layers))]
         else:
-            shape = (self.num_tokens, dim)
             sources = [
                 PrefixKV(
-                    torch.randn(shape, device=device) * self.init_std,
-                    torch.randn(shape, device=device) * self.init_std,
+                    torch.randn((self.num_tokens, dim), device=device) * self.init_std,
+                    torch.randn((self.num_tokens, dim), device=device) * self.init_std,
                     index=i,
                 )
-                for i in range(len(layers))
+                for i, dim in enumerate(dims)
             ]
         for name, source in zip(layers, sources):
             backbone.extend_attention(name, source)

@@ -8,6 +8,11 @@ own prompts, replacing the previous block's outputs at those positions. The back
 told the slot (``backbone.token_slot``): it widens the padding mask there and removes the
 slot before pooling, so mean pooling and the class token see only the real tokens.
 
+A backbone without one token sequence whose attention takes prompts (Swin: windows in
+stages of growing width) gets deep prompts as VPT gives them to Swin: every block's
+attention, in every window, also attends to that block's prompts, turned into keys and
+values by the block's own norm and projections (``Backbone.add_attention_prompts``).
+
 Prompts for block ``i`` live in that block (``<block>.prompt.tokens``), so they carry its
 layer id and a rebuild names them the same. Insertion and replacement are forward hooks
 on that one backbone's modules, set by ``apply``.
@@ -22,7 +27,7 @@ import torch
 from torch import nn
 
 from ftlab.backbones.anatomy import Anatomy, Capability, TokenSlot
-from ftlab.errors import ConfigError
+from ftlab.errors import ConfigError, MethodNotApplicable
 from ftlab.methods.base import Method, train_block_extras, validate_count
 
 POSITIONS = ("after_cls", "start")
@@ -34,7 +39,9 @@ class PromptTokens(nn.Module):
 
     NO_WEIGHT_DECAY = ("tokens",)  # input embeddings: decay would pull them to zero
 
-    def __init__(self, values: torch.Tensor, slot: TokenSlot, dropout: float = 0.0) -> None:
+    def __init__(
+        self, values: torch.Tensor, slot: TokenSlot | None = None, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.tokens = nn.Parameter(values.clone())
         self.slot = slot
@@ -56,6 +63,8 @@ class Prompt(Method):
     name = "prompt"
     requires = frozenset({Capability.HEAD, Capability.TOKEN_INPUT})
     suggestion = "Use lora, last_n or full, which need only blocks."
+    #: the other way in: each block's attention takes the prompts (deep prompts only)
+    in_attention = frozenset({Capability.HEAD, Capability.ATTENTION_PROMPTS})
 
     def __init__(
         self,
@@ -94,8 +103,29 @@ class Prompt(Method):
     def label(self) -> str:
         return f"prompt({'deep,' if self.deep else ''}k={self.num_tokens})"
 
+    def needs(self, anatomy: Anatomy) -> frozenset[Capability]:
+        offered = anatomy.capabilities
+        if Capability.TOKEN_INPUT not in offered and Capability.ATTENTION_PROMPTS in offered:
+            return self.in_attention
+        return self.requires
+
     def check(self, anatomy: Anatomy, backbone_label: str = "this backbone") -> None:
         super().check(anatomy, backbone_label)
+        if self.needs(anatomy) == self.in_attention:
+            if not self.deep:
+                raise MethodNotApplicable(
+                    f"method={self.name} with deep=false inserts prompts into one token "
+                    f"sequence, and {backbone_label} ({anatomy.family}) has none: its blocks "
+                    "attend within windows, in stages of different widths. Its blocks take "
+                    "prompts in their attention, as VPT gives them to Swin: set "
+                    "method.deep=true (method=prompt_deep)."
+                )
+            if self.position != "after_cls":
+                raise ConfigError(
+                    f"method.position={self.position} places prompts in a token sequence, and "
+                    f"{backbone_label}'s prompts join each block's attention instead, where "
+                    "they have no position; leave method.position=after_cls."
+                )
         if (
             self.init in ("vocab", "text")
             and Capability.TOKEN_EMBEDDINGS not in anatomy.capabilities
@@ -112,23 +142,44 @@ class Prompt(Method):
     def modify(self, module: nn.Module) -> None:
         backbone = module.backbone
         anatomy = backbone.anatomy
+        if self.needs(anatomy) == self.in_attention:
+            self._into_attention(backbone, anatomy)
+        else:
+            self._into_sequence(backbone, anatomy)
+        train_block_extras(module, norms=self.train_norms, bias=self.train_bias)
+
+    def _into_sequence(self, backbone: nn.Module, anatomy: Anatomy) -> None:
         slot = self.slot(anatomy)
         blocks = anatomy.blocks if self.deep else anatomy.blocks[:1]
         dim = anatomy.feature_dim
         embeddings = backbone.get_submodule(anatomy.embeddings)
         values = [self.initial_values(backbone, dim) for _ in blocks]
         for i, block_name in enumerate(blocks):
-            block = backbone.get_submodule(block_name)
-            prompt = PromptTokens(values[i].to(_device(block)), slot, self.dropout)
-            if hasattr(block, "prompt"):
-                raise ConfigError(f"{block_name} already has a `prompt` attribute.")
-            block.add_module("prompt", prompt)
+            prompt = self._add_to(backbone, block_name, values[i], slot)
             if i == 0:
                 embeddings.register_forward_hook(prompt.insert)
             else:
-                block.register_forward_pre_hook(prompt.replace)
+                backbone.get_submodule(block_name).register_forward_pre_hook(prompt.replace)
         backbone.token_slot = slot
-        train_block_extras(module, norms=self.train_norms, bias=self.train_bias)
+
+    def _into_attention(self, backbone: nn.Module, anatomy: Anatomy) -> None:
+        blocks = anatomy.residual_blocks
+        values = [self.initial_values(backbone, anatomy.block_width(i)) for i in range(len(blocks))]
+        for i, (block_name, attention) in enumerate(zip(blocks, anatomy.attention_kv)):
+            prompt = self._add_to(backbone, block_name, values[i], slot=None)
+            backbone.add_attention_prompts(attention, prompt)
+
+    def _add_to(
+        self, backbone: nn.Module, block_name: str, values: torch.Tensor, slot: TokenSlot | None
+    ) -> PromptTokens:
+        """Block ``block_name``'s prompts, living in it as ``prompt`` (its layer id, and
+        the same name on every rebuild)."""
+        block = backbone.get_submodule(block_name)
+        if hasattr(block, "prompt"):
+            raise ConfigError(f"{block_name} already has a `prompt` attribute.")
+        prompt = PromptTokens(values.to(_device(block)), slot, self.dropout)
+        block.add_module("prompt", prompt)
+        return prompt
 
     def initial_values(self, backbone: nn.Module, dim: int) -> torch.Tensor:
         k = self.num_tokens

@@ -1,12 +1,11 @@
-"""How a Hugging Face model describes its anatomy, by what its config says it is.
+"""Every Hugging Face family without BERT's module names (GPT-2, Llama/SmolLM, Qwen,
+Mistral, Gemma, Phi, OPT, DistilBERT, DeBERTa, ModernBERT, MPNet, ...), described from its
+structure: the repeated block stack, its linear layers, its attention and feed-forward
+sub-modules, and its input embedding table. A family that names its sub-layers otherwise
+gets one row of :data:`SUBLAYERS`.
 
-One table keyed by ``config.model_type`` (the way peft keys its LoRA targets): families
-whose modules carry BERT's names get the full BERT anatomy (every method); decoder-only
-families are pooled from the last real token; any other model gets the generic anatomy,
-found from its structure: the repeated block stack, its linear layers and its embeddings,
-which is enough for linear_probe, last_n, full, gradual, bitfit and LoRA. Adapter sites
-come from that structure too, or from a row of :data:`SUBLAYERS` where a family's blocks
-name them otherwise.
+Whether a model is an encoder or a decoder is transformers' own answer (:func:`text_kind`):
+the model type's place in its masked-LM and causal-LM mappings, never a hand-kept list.
 """
 
 from __future__ import annotations
@@ -14,23 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from ftlab.backbones.anatomy import Anatomy, assign_layer_ids
 from ftlab.backbones.hf_attention import interface_attention, kv_width
+from ftlab.errors import BackboneError, ConfigError
 
-#: model types whose encoder layers carry BERT's module names
-#: (``encoder.layer.N.attention.self.query`` ... ``output.dense``)
-BERT_LIKE = frozenset({"bert", "roberta", "xlm-roberta", "electra", "camembert", "data2vec-text"})
-
-#: decoder-only model types: causal attention, so the last real token has seen the text
-DECODERS = frozenset(
-    {
-        "gpt2", "gpt_neo", "gptj", "gpt_neox", "opt", "bloom", "falcon",
-        "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
-        "gemma", "gemma2", "gemma3_text", "phi", "phi3", "olmo", "olmo2", "smollm3",
-        "stablelm", "starcoder2", "granite", "cohere",
-    }
-)  # fmt: skip
+KINDS = ("auto", "encoder", "decoder")
 
 #: where adapters go in families whose blocks the structural guess (an attention module and
 #: an ``...MLP`` module) does not fit, relative to a block: the attention's output
@@ -43,48 +32,49 @@ SUBLAYERS = {
     "opt": ("self_attn.out_proj", "fc1", "fc2"),
 }
 
-#: linear layer types whose weights LoRA can adapt (transformers' GPT-2 uses Conv1D)
-LINEAR_NAMES = ("Linear", "Conv1D")
+#: layer types whose weights LoRA can adapt, subclasses included (Falcon's FalconLinear);
+#: transformers' GPT-2 uses its own Conv1D, a transposed linear layer
+LINEAR_TYPES = (nn.Linear, Conv1D)
 
 
-def is_decoder(config: Any) -> bool:
-    return config.model_type in DECODERS
-
-
-def bert_anatomy(model: nn.Module, config: Any, has_cls: bool, kv_ok: bool) -> Anatomy:
-    """BERT-named encoders: every method (prompts after ``[CLS]``, adapters around the
-    attention and feed-forward outputs, prefixes in the self-attention)."""
-    layers = model.encoder.layer
-    blocks = [f"model.encoder.layer.{i}" for i in range(len(layers))]
-    layer_ids = assign_layer_ids(
-        ("model." + n for n, _ in model.named_parameters()),
-        blocks,
-        lambda name: name.startswith("model.embeddings."),
+def text_kind(config: Any, declared: str = "auto") -> str:
+    """``decoder`` (causal attention: pooled from the last real token, positions counted over
+    real tokens) or ``encoder``, as transformers maps the model type: a masked-LM head means
+    an encoder (BERT's family also has causal-LM heads), a causal-LM head alone a decoder.
+    ``declared`` (``model.kind``) answers for a model type transformers maps to neither."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
     )
-    return Anatomy(
-        family="encoder",
-        blocks=blocks,
-        layer_ids=layer_ids,
-        feature_dim=config.hidden_size,
-        attention=[b + ".attention" for b in blocks],
-        mlp=[b + ".intermediate" for b in blocks],
-        token_sequence=True,
-        lora_targets={
-            "default": ["query", "value"],
-            "attention": ["query", "key", "value", "attention.output.dense"],
-            "all_linear": ["query", "key", "value", "dense"],
-            # full names: a suffix "output.dense" would also match attention.output.dense
-            "mlp": [f"{b}.{sub}.dense" for b in blocks for sub in ("intermediate", "output")],
-        },
-        embeddings="model.embeddings",
-        special_tokens=1 if has_cls else 0,
-        attention_output=[b + ".attention.output.dense" for b in blocks],
-        mlp_input=[b + ".intermediate" for b in blocks],
-        mlp_output=[b + ".output.dense" for b in blocks],
-        attention_kv=[b + ".attention.self" for b in blocks] if kv_ok else [],
-        kv_dim=config.hidden_size if kv_ok else 0,
-        token_embeddings=True,
+
+    kind = config.model_type
+    if declared not in KINDS:
+        raise ConfigError(f"model.kind={declared!r} is not one of {list(KINDS)}.")
+    if getattr(config, "is_encoder_decoder", False):
+        raise BackboneError(
+            f"{kind} is an encoder-decoder model; ftlab fine-tunes encoders and decoder-only "
+            "language models (BERT-type, GPT-2, Llama, Qwen, ...)."
+        )
+    found = (
+        "encoder"
+        if kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+        else "decoder"
+        if kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        else None
     )
+    if found is None and declared == "auto":
+        raise BackboneError(
+            f"transformers maps model type {kind!r} to neither a masked-LM nor a causal-LM "
+            "head, so ftlab cannot tell whether it is an encoder (mean pooling, segment ids) "
+            "or a decoder (last-token pooling); say which with model.kind=encoder or "
+            "model.kind=decoder."
+        )
+    if found is not None and declared not in ("auto", found):
+        raise ConfigError(
+            f"model.kind={declared} but transformers maps {kind} to an {found}; leave "
+            "model.kind=auto."
+        )
+    return found or declared
 
 
 def block_stack(model: nn.Module) -> tuple[str, int] | None:
@@ -101,6 +91,7 @@ def block_stack(model: nn.Module) -> tuple[str, int] | None:
 def generic_anatomy(
     model: nn.Module,
     config: Any,
+    kind: str,
     prompts: bool = False,
     leading_special: bool = False,
     kv_ok: bool = False,
@@ -138,12 +129,13 @@ def generic_anatomy(
     mlp_modules: list[str] = []
     first = model.get_submodule(f"{stack}.0")
     for name, sub in first.named_modules():
-        kind = type(sub).__name__
-        if kind.endswith("Attention") and "." not in name:
+        # transformers' attention and MLP classes share no base type, only their names
+        class_name = type(sub).__name__
+        if class_name.endswith("Attention") and "." not in name:
             attention_modules.append(name)
-        if kind.endswith("MLP") and "." not in name:
+        if class_name.endswith("MLP") and "." not in name:
             mlp_modules.append(name)
-        if kind in LINEAR_NAMES:
+        if isinstance(sub, LINEAR_TYPES):
             leaf = name.rpartition(".")[2]
             linear.add(leaf)
             if any(name.startswith(a + ".") for a in attention_modules[:1]):
@@ -172,7 +164,7 @@ def generic_anatomy(
     elif attention:
         presets["default"] = sorted(attention)
     return Anatomy(
-        family="decoder" if is_decoder(config) else "encoder",
+        family=kind,
         blocks=blocks,
         layer_ids=layer_ids,
         feature_dim=config.hidden_size,
@@ -181,10 +173,10 @@ def generic_anatomy(
         token_sequence=True,
         lora_targets=presets,
         embeddings=embeddings,
-        special_tokens=1 if leading_special and not is_decoder(config) else 0,
+        special_tokens=1 if leading_special and kind == "encoder" else 0,
         token_embeddings=bool(embeddings),
         attention_kv=[f"{b}.{kv}" for b in blocks] if kv else [],
-        kv_dim=kv_width(first.get_submodule(kv), config) if kv else 0,
+        kv_dims=[kv_width(first.get_submodule(kv), config)] * count if kv else [],
         attention_output=[f"{b}.{sublayers[0]}" for b in blocks] if sublayers else [],
         mlp_input=[f"{b}.{sublayers[1]}" for b in blocks] if sublayers else [],
         mlp_output=[f"{b}.{sublayers[2]}" for b in blocks] if sublayers else [],
