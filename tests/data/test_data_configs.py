@@ -27,9 +27,9 @@ def build(name: str, data_dir: Path, seed: int = 0, **overrides) -> Classificati
 
 def test_every_dataset_has_a_config():
     assert NAMES == [
-        "bbc_news", "cifar10", "cifar100", "fashion_mnist", "hf_dataset", "image_folder",
-        "rotten_tomatoes", "streaming",
-        "text_csv",
+        "alpaca_demo", "asdiv", "bbc_news", "boolq", "cifar10", "cifar100", "commonsense_qa",
+        "fashion_mnist", "gsm8k", "hf_dataset", "image_folder", "piqa", "rotten_tomatoes",
+        "streaming", "text_csv",
     ]  # fmt: skip
     register_resolvers()  # data=streaming is named by what its shards hold
     for name in NAMES:

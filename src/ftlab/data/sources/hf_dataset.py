@@ -5,6 +5,9 @@ of ``datasets``' builders (csv, json/jsonl, parquet, arrow, imagefolder).
 picks the columns, maps labels to class indices (a ``ClassLabel``'s names, else the
 training labels sorted), finds or carves the splits, and says in one sentence what is
 wrong: a missing column, an unknown split, an empty file, a label only the test split has.
+
+For the generative tasks it yields :class:`~ftlab.data.sources.base.Record` dicts instead:
+prompt/response pairs, whole chats, or multiple-choice questions.
 """
 
 from __future__ import annotations
@@ -17,13 +20,17 @@ from typing import Any
 import numpy as np
 
 from ftlab.data.sources.base import (
+    ANSWER_KINDS,
+    EXAMPLE_CLASS,
     FIXED_TEST_FRACTION,
+    Record,
     Source,
     Split,
     check_test_fraction,
     fixed_test_split,
     label_ids,
     label_order,
+    number_answer,
 )
 from ftlab.errors import ConfigError, DataError, one_line, suggest
 from ftlab.plain import plain
@@ -32,6 +39,8 @@ from ftlab.plain import plain
 BUILDERS = ("csv", "json", "parquet", "arrow", "imagefolder", "text")
 #: column names taken when the config names none, in order
 TEXT_GUESSES = ("text", "sentence", "content", "review", "document")
+#: what a multiple-choice record's options are called, by position
+OPTION_LETTERS = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 class HFDataset(Source):
@@ -44,6 +53,17 @@ class HFDataset(Source):
     column named like text is taken. Splits: ``train_split``; ``val_split`` (optional: else
     the data module carves validation from train); ``test_split`` (``auto``: ``test`` when
     the dataset has it, else a fixed stratified ``test_fraction`` of train).
+
+    Generative tasks read records (:class:`~ftlab.data.sources.base.Record`) instead:
+    ``prompt_column`` + ``response_column`` (prompt/response pairs; ``answer_column``, when
+    set, holds the gold answer, else the response is the answer), or ``messages_column`` (a
+    chat: a list of ``{role, content}``; records ``{"messages"}``, plus ``answer`` from
+    ``answer_column``), or multiple choice: ``prompt_column`` + ``options_column`` (a list of
+    texts per row) + ``label_column`` (the gold option's index from 0, or its text). A choice
+    record's response is ``response_column``'s value, else the gold option's text, and so is
+    its answer unless ``answer_column`` is set; its classes are the option letters.
+    ``answer_kind`` says how answers are checked (number, letter, text; null: not checked,
+    except multiple choice, which compares the option's text).
     """
 
     name = "hf_dataset"
@@ -58,6 +78,12 @@ class HFDataset(Source):
         text_pair_column: str | None = None,
         image_column: str | None = None,
         label_column: str = "label",
+        prompt_column: str | None = None,
+        response_column: str | None = None,
+        answer_column: str | None = None,
+        messages_column: str | None = None,
+        options_column: str | None = None,
+        answer_kind: str | None = None,
         train_split: str = "train",
         val_split: str | None = None,
         test_split: str | None = "auto",
@@ -79,6 +105,15 @@ class HFDataset(Source):
             )
         if text_pair_column and image_column:
             raise ConfigError("data.source.text_pair_column needs a text_column, not images.")
+        _check_record_columns(
+            prompt_column,
+            response_column,
+            answer_column,
+            messages_column,
+            options_column,
+            text_column or text_pair_column or image_column,
+            answer_kind,
+        )
         test_fraction = check_test_fraction(test_fraction, "data.source.test_fraction")
         if data_files is None and files_dir is None and path in BUILDERS:
             raise ConfigError(
@@ -93,6 +128,10 @@ class HFDataset(Source):
         self.text_pair_column = text_pair_column
         self.image_column = image_column
         self.label_column = label_column
+        self.prompt_column, self.response_column = prompt_column, response_column
+        self.answer_column, self.messages_column = answer_column, messages_column
+        self.options_column = options_column
+        self._answer_kind = answer_kind
         self.train_split, self.val_split, self.test_split = train_split, val_split, test_split
         self.test_fraction = float(test_fraction)
         self.cache_dir = str(cache_dir) if cache_dir else str(self.data_dir / "hf_datasets")
@@ -152,7 +191,28 @@ class HFDataset(Source):
 
     @property
     def modality(self) -> str:  # type: ignore[override]
+        if self.generative:
+            return "text"
         return "image" if self._image_column() else "text"
+
+    @property
+    def generative(self) -> bool:
+        """Whether it yields records (a prompt or a chat column is set)."""
+        return bool(self.prompt_column or self.messages_column)
+
+    @property
+    def fields(self) -> tuple[str, ...]:  # type: ignore[override]
+        if self.messages_column:
+            return ("messages", "answer") if self.answer_column else ("messages",)
+        if self.options_column:
+            return ("prompt", "response", "answer", "options")
+        return ("prompt", "response", "answer") if self.prompt_column else ()
+
+    @property
+    def answer_kind(self) -> str | None:  # type: ignore[override]
+        if self._answer_kind is None and self.options_column and not self.answer_column:
+            return "text"  # the gold option's text
+        return self._answer_kind
 
     def _columns(self) -> list[str]:
         return list(self._split_named("train_split", self.train_split).column_names)
@@ -200,6 +260,10 @@ class HFDataset(Source):
         return feature if isinstance(feature, datasets.ClassLabel) else None
 
     def _class_names(self) -> list[str]:
+        if self.options_column:
+            return self._option_letters()
+        if self.generative:
+            return list(EXAMPLE_CLASS)
         feature = self._label_feature()
         if feature is not None:
             return list(feature.names)
@@ -259,6 +323,92 @@ class HFDataset(Source):
                 raise DataError(f"an image in column {column!r} of {self.path} has no data.")
         return items
 
+    # -- records (generative tasks) ------------------------------------------------------------
+    def _option_letters(self) -> list[str]:
+        """A letter per option position, as many as the longest options list has."""
+        most = 0
+        for key, name in self._named_splits():
+            part = self._split_named(key, name)
+            self._check_column(part, "options_column", self.options_column, name)
+            most = max([most, *(len(v) for v in part[self.options_column] if isinstance(v, list))])
+        if most > len(OPTION_LETTERS):
+            raise DataError(
+                f"{self.path} has a row with {most} options; multiple choice takes at most "
+                f"{len(OPTION_LETTERS)} (A-Z)."
+            )
+        return list(OPTION_LETTERS[: max(most, 2)])
+
+    def _records(self, part, split: str) -> tuple[list[Record], list[int]]:
+        """The records of one split and their labels (the gold option's index, else 0)."""
+        where = f"the {split} split of {self.path}"
+        answers = self._answers(part, split) if self.answer_column else None
+        if self.messages_column:
+            self._check_column(part, "messages_column", self.messages_column, split)
+            items = []
+            for row, chat in enumerate(part[self.messages_column]):
+                item = Record(messages=_chat(chat, row, where, self.messages_column))
+                if answers is not None:
+                    item["answer"] = answers[row]
+                items.append(item)
+            return items, [0] * len(items)
+        assert self.prompt_column is not None
+        self._check_column(part, "prompt_column", self.prompt_column, split)
+        prompts = _texts(part[self.prompt_column], self.prompt_column, split, self.path)
+        responses = None
+        if self.response_column:
+            self._check_column(part, "response_column", self.response_column, split)
+            responses = _texts(part[self.response_column], self.response_column, split, self.path)
+        if not self.options_column:
+            assert responses is not None
+            answers = answers or responses
+            return [
+                Record(prompt=p, response=r, answer=a)
+                for p, r, a in zip(prompts, responses, answers, strict=True)
+            ], [0] * len(prompts)
+        self._check_column(part, "options_column", self.options_column, split)
+        self._check_column(part, "label_column", self.label_column, split)
+        items, labels = [], []
+        for row, (prompt, options, label) in enumerate(
+            zip(prompts, part[self.options_column], part[self.label_column], strict=True)
+        ):
+            options = _options(options, row, where, self.options_column)
+            gold = _gold(label, options, row, where, self.label_column)
+            response = responses[row] if responses else options[gold]
+            answer = answers[row] if answers else options[gold]
+            items.append(Record(prompt=prompt, response=response, answer=answer, options=options))
+            labels.append(gold)
+        return items, labels
+
+    def _answers(self, part, split: str) -> list[str]:
+        assert self.answer_column is not None
+        self._check_column(part, "answer_column", self.answer_column, split)
+        answers = _texts(part[self.answer_column], self.answer_column, split, self.path)
+        if self.answer_kind != "number":
+            return [a.strip() for a in answers]
+        numbers = []
+        for row, answer in enumerate(answers):
+            try:
+                numbers.append(number_answer(answer))
+            except (ValueError, ZeroDivisionError) as e:
+                raise DataError(
+                    f"row {row} of the {split} split of {self.path} has {self.answer_column}="
+                    f"{answer!r}, which is not a number (data.source.answer_kind=number)."
+                ) from e
+        return numbers
+
+    # -- splits ------------------------------------------------------------------------------
+    def _named_splits(self) -> list[tuple[str, str]]:
+        """(config key, split name) of every split the config names, ``auto`` resolved."""
+        named = [("train_split", self.train_split)]
+        if self.val_split is not None:
+            named.append(("val_split", self.val_split))
+        if self.test_split == "auto":
+            if "test" in self.dataset():
+                named.append(("test_split", "test"))
+        elif self.test_split is not None:
+            named.append(("test_split", self.test_split))
+        return named
+
     def _load(self) -> dict[str, Split | None]:
         splits: dict[str, Split | None] = {"train": None, "val": None, "test": None}
         for role, key, name in (
@@ -274,7 +424,10 @@ class HFDataset(Source):
             part = self._split_named(key, name)
             if len(part) == 0:
                 raise DataError(f"the {name} split of {self.path} has no rows.")
-            splits[role] = Split(self._items(part, name), self._labels(part, name))
+            if self.generative:
+                splits[role] = Split(*self._records(part, name))
+            else:
+                splits[role] = Split(self._items(part, name), self._labels(part, name))
         if splits["test"] is None:  # a fixed carve: the same test examples for every seed
             train = splits["train"]
             assert train is not None
@@ -294,6 +447,96 @@ def _texts(values: Sequence[Any], column: str, split: str, path: str) -> list[st
             f"(row(s) {', '.join(str(i) for i in empty[:10])}); fill or drop them."
         )
     return texts
+
+
+def _check_record_columns(
+    prompt: str | None,
+    response: str | None,
+    answer: str | None,
+    messages: str | None,
+    options: str | None,
+    classifying: str | None,
+    answer_kind: str | None,
+) -> None:
+    """The record columns set make one kind of record; a ConfigError says what is missing."""
+    if not (prompt or response or answer or messages or options):
+        if answer_kind is not None:
+            raise ConfigError(
+                f"data.source.answer_kind={answer_kind!r} is for records: set prompt_column "
+                "(with response_column or options_column) or messages_column."
+            )
+        return
+    if answer_kind is not None and answer_kind not in ANSWER_KINDS:
+        raise ConfigError(
+            f"data.source.answer_kind={answer_kind!r} must be one of {', '.join(ANSWER_KINDS)} "
+            "or null (free text, not checked)."
+        )
+    if classifying:
+        raise ConfigError(
+            f"data.source.text_column/image_column ({classifying!r}) is for classification and "
+            "prompt_column/messages_column for records of a generative task: set the others "
+            "to null."
+        )
+    if messages and (prompt or response or options):
+        raise ConfigError(
+            f"data.source.messages_column={messages!r} is a whole chat: set prompt_column, "
+            "response_column and options_column to null (answer_column may stay)."
+        )
+    if not messages and not prompt:
+        raise ConfigError(
+            "data.source.response_column, answer_column and options_column need "
+            "data.source.prompt_column (the text the model is conditioned on)."
+        )
+    if prompt and not (response or options):
+        raise ConfigError(
+            f"data.source.prompt_column={prompt!r} needs data.source.response_column "
+            "(prompt/response pairs) or options_column (multiple choice)."
+        )
+
+
+def _chat(value: Any, row: int, where: str, column: str) -> list[dict[str, str]]:
+    """A chat as a list of ``{role, content}`` dicts; a DataError names a malformed row."""
+    if (
+        isinstance(value, list)
+        and value
+        and all(
+            isinstance(m, Mapping)
+            and isinstance(m.get("role"), str)
+            and isinstance(m.get("content"), str)
+            for m in value
+        )
+    ):
+        return [{"role": m["role"], "content": m["content"]} for m in value]
+    raise DataError(
+        f"row {row} of {where} has {column}={one_line(value, 120)!r}; a chat is a non-empty "
+        "list of {role, content} messages."
+    )
+
+
+def _options(value: Any, row: int, where: str, column: str) -> list[str]:
+    """A row's options: at least two non-empty texts."""
+    if (
+        isinstance(value, list)
+        and len(value) >= 2
+        and all(isinstance(o, str) and o.strip() for o in value)
+    ):
+        return [o.strip() for o in value]
+    raise DataError(
+        f"row {row} of {where} has {column}={one_line(value, 120)!r}; multiple choice needs a "
+        "list of at least two non-empty option texts."
+    )
+
+
+def _gold(label: Any, options: list[str], row: int, where: str, column: str) -> int:
+    """The gold option's index, given as one (from 0) or as the option's text."""
+    if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(options):
+        return label
+    if isinstance(label, str) and label.strip() in options:
+        return options.index(label.strip())
+    raise DataError(
+        f"row {row} of {where} has {column}={label!r}, which is not among its options "
+        f"{options}: give the gold option's index (0 to {len(options) - 1}) or its text."
+    )
 
 
 def _check_files(data_files: Any) -> None:
