@@ -82,7 +82,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         "parts",
         frozenset(
             {
-                "module", "optim", "trainable_state", "methods", "data", "callbacks",
+                "module", "optim", "trainable_state", "methods", "data", "tasks", "callbacks",
                 "reporting", "asset_registry",
             }
         ),

@@ -26,6 +26,15 @@ def _asset(name: str, data_dir: str | None = None) -> str:
     return str(asset_path(name, data_dir))
 
 
+def _task_fact(fact: str, *, _root_: DictConfig) -> Any:
+    """A fact the composed config's task class states (``lm_head``, ``monitor``, ...), for
+    the configs that depend on it; classification when the config names no task."""
+    from hydra.utils import get_class
+
+    target = OmegaConf.select(_root_, "task._target_", default="ftlab.tasks.Classify")
+    return getattr(get_class(target), fact)
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("ftlab.cwd"):
         OmegaConf.register_new_resolver("ftlab.cwd", lambda: os.getcwd())
@@ -49,6 +58,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("ftlab.shards_name", shards_name)
     if not OmegaConf.has_resolver("ftlab.asset"):
         OmegaConf.register_new_resolver("ftlab.asset", _asset)
+    if not OmegaConf.has_resolver("ftlab.task"):
+        OmegaConf.register_new_resolver("ftlab.task", _task_fact)
 
 
 def compose_config(overrides: list[str], config_name: str = "train") -> DictConfig:

@@ -16,8 +16,6 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from torch import nn
-from torchmetrics import MaxMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from ftlab import optim, trainable_state
 from ftlab.backbones.anatomy import Capability
@@ -25,6 +23,7 @@ from ftlab.backbones.base import Backbone
 from ftlab.errors import ConfigError
 from ftlab.hardware import fused_optimizer_kwargs
 from ftlab.settings import check_types
+from ftlab.tasks import Classify, Task
 
 COMPILE_MODES = (
     False,
@@ -47,6 +46,8 @@ warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
 
 class FineTuneModule(pl.LightningModule):
+    """A backbone, the method's changes to it, and the task's head, loss and metrics."""
+
     def __init__(
         self,
         backbone: Backbone,
@@ -60,11 +61,10 @@ class FineTuneModule(pl.LightningModule):
         compile: bool | str = False,
         compile_backend: str = "inductor",
         channels_last: bool | str = "auto",
+        task: Task | None = None,
     ) -> None:
         check_types(FineTuneModule.__init__, locals(), "module.")
         super().__init__()
-        if num_classes < 2:
-            raise ConfigError(f"num_classes={num_classes}: a classifier needs at least 2 classes.")
         if not 0 <= warmup_fraction < 1:
             raise ConfigError(f"module.warmup_fraction={warmup_fraction} must be in [0, 1).")
         if compile not in COMPILE_MODES:
@@ -73,6 +73,12 @@ class FineTuneModule(pl.LightningModule):
             )
         if channels_last not in ("auto", True, False):
             raise ConfigError(f"module.channels_last={channels_last!r} is not auto, true or false.")
+        self.task = task if task is not None else Classify()
+        if num_classes < self.task.min_classes:
+            raise ConfigError(
+                f"num_classes={num_classes}: task={self.task.name} needs at least "
+                f"{self.task.min_classes} classes."
+            )
         self.compile_mode = compile
         self.compile_backend = compile_backend
         self.channels_last = channels_last
@@ -80,36 +86,20 @@ class FineTuneModule(pl.LightningModule):
         self._gradients_checked = False
         self.backbone = backbone
         self.num_classes = num_classes
-        self.head = nn.Sequential(
-            nn.Dropout(head_dropout) if head_dropout else nn.Identity(),
-            nn.Linear(backbone.anatomy.feature_dim, num_classes),
-        )
+        self.label_smoothing = label_smoothing
+        self.head_dropout = head_dropout
         self.optimizer_factory = optimizer or torch.optim.AdamW
         self.warmup_fraction = warmup_fraction
         self.min_lr_ratio = min_lr_ratio
         self.weight_decay_norms = weight_decay_norms
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.method = None
         self.frozen_modules: set[str] = set()
         # set by the feature cache when it holds block outputs: the rest of the backbone
         self.feature_suffix: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.strict_loading = False  # checkpoints hold the trainable state only
+        self.task.build(self)  # the head, the loss, the metrics, the best-so-far metric
 
-        metrics = {
-            "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "f1": MulticlassF1Score(num_classes, average="macro"),
-        }
-        if num_classes > 5:
-            metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
-        # on the hot path: no argument checks (torch.unique on the labels, a host sync per
-        # step on a GPU); the loss has checked the labels already
-        train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-        self.train_metrics = MetricCollection({"acc": train_acc}, prefix="train/")
-        self.val_metrics = MetricCollection(metrics).clone(prefix="val/")
-        self.test_metrics = MetricCollection(metrics).clone(prefix="test/")
-        self.val_acc_best = MaxMetric()
-
-    # -- forward -------------------------------------------------------------------------
+    # -- forward: pooled features through the head (classification) ----------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if "features" in batch:  # served by the feature cache: the frozen part already ran
             features = batch["features"]
@@ -118,29 +108,42 @@ class FineTuneModule(pl.LightningModule):
             return self.head(features)
         return self.head(self.backbone(batch))
 
-    def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(batch)
-        return self.loss_fn(logits.float(), batch["labels"]), logits
-
+    # -- the steps: the task's, plus what the method adds to the loss ----------------------
     def training_step(self, batch, batch_idx):
-        loss, logits = self._step(batch)
+        loss = self.task.training_step(self, batch)
         extra = self.method.regularization(self) if self.method is not None else None
         if extra is not None:  # the logged and watched loss include it: it is what trains
             loss = loss + extra
-        self.train_metrics.update(logits, batch["labels"])
         # Lightning's log() costs about a millisecond per call: the loss goes to the
-        # loggers when they would write it, the epoch's training accuracy once, in
+        # loggers when they would write it, the epoch's training metrics once, in
         # on_train_epoch_end (a linear probe's step is ~45 ms on a CPU). Not prog_bar=True:
         # Lightning converts every progress-bar value to a number after every batch, a GPU
         # sync per step even when nothing new was logged; ftlab's ProgressBar shows it.
         if is_logging_step(self.trainer, self.global_step + 1) or batch_idx == 0:
-            self.log("train/loss", loss, batch_size=batch["labels"].shape[0])
+            self.log("train/loss", loss, batch_size=_size(batch))
         return loss
 
     def on_train_epoch_end(self) -> None:
-        if self.train_metrics["acc"].update_called:
-            self.log_dict(self.train_metrics.compute())  # torchmetrics syncs across ranks
-        self.train_metrics.reset()
+        self.task.on_train_epoch_end(self)
+
+    def validation_step(self, batch, batch_idx):
+        self.task.validation_step(self, batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self.task.on_validation_epoch_end(self)
+
+    def test_step(self, batch, batch_idx):
+        self.task.test_step(self, batch)
+
+    def on_test_epoch_end(self) -> None:
+        self.task.on_test_epoch_end(self)
+
+    def log_best(self, value: torch.Tensor) -> None:
+        """Log the best value of the task's monitored metric so far (sanity checks aside)."""
+        if not self.trainer.sanity_checking:
+            self.val_best.update(value)
+        best = self.val_best.compute() if self.val_best.update_called else value
+        self.log(self.task.best, best, prog_bar=True, sync_dist=True)
 
     def on_after_backward(self) -> None:
         """After the first backward pass: every trainable parameter must have a gradient.
@@ -161,33 +164,6 @@ class FineTuneModule(pl.LightningModule):
         if self.trainer.world_size > 1:
             raise ConfigError(message + " Under DDP they would stall gradient reduction.")
         warnings.warn(message, stacklevel=2)
-
-    def validation_step(self, batch, batch_idx):
-        loss, logits = self._step(batch)
-        self.val_metrics.update(logits, batch["labels"])
-        self.log(
-            "val/loss", loss, prog_bar=False, batch_size=batch["labels"].shape[0], sync_dist=True
-        )
-
-    def on_validation_epoch_end(self) -> None:
-        values = self.val_metrics.compute()
-        self.val_metrics.reset()
-        acc = values.pop("val/acc")
-        self.log("val/acc", acc, prog_bar=True, sync_dist=True)
-        self.log_dict(values, sync_dist=True, prog_bar=False)
-        if not self.trainer.sanity_checking:
-            self.val_acc_best.update(acc)
-        best = self.val_acc_best.compute() if self.val_acc_best.update_called else acc
-        self.log("val/acc_best", best, prog_bar=True, sync_dist=True)
-
-    def test_step(self, batch, batch_idx):
-        loss, logits = self._step(batch)
-        self.test_metrics.update(logits, batch["labels"])
-        self.log("test/loss", loss, batch_size=batch["labels"].shape[0], sync_dist=True)
-
-    def on_test_epoch_end(self) -> None:
-        self.log_dict(self.test_metrics.compute(), sync_dist=True)
-        self.test_metrics.reset()
 
     # -- kernels: memory format and compilation ---------------------------------------------
     def configure_model(self) -> None:
@@ -277,10 +253,9 @@ class FineTuneModule(pl.LightningModule):
             **getattr(self, "run_info", {}),
             "method": self.method.hparams() if self.method else None,
             "num_classes": self.num_classes,
+            "task": self.task.settings(),
             # metric states are not in state_dict; a resumed run must remember its best
-            "val_acc_best": (
-                float(self.val_acc_best.compute()) if self.val_acc_best.update_called else None
-            ),
+            "val_best": float(self.val_best.compute()) if self.val_best.update_called else None,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -288,7 +263,13 @@ class FineTuneModule(pl.LightningModule):
         lives outside ``state_dict``."""
         method = self.method.name if self.method is not None else None
         trainable_state.check_resume(self, checkpoint, self.num_classes, method)
-        best = checkpoint.get("ftlab", {}).get("val_acc_best")
+        saved = checkpoint.get("ftlab", {})
+        best = saved.get("val_best", saved.get("val_acc_best"))  # the key before tasks
         if best is not None:
-            self.val_acc_best.reset()
-            self.val_acc_best.update(torch.tensor(best))
+            self.val_best.reset()
+            self.val_best.update(torch.tensor(best))
+
+
+def _size(batch: dict[str, Any]) -> int:
+    """How many examples a batch holds (its labels' first dimension)."""
+    return int(batch["labels"].shape[0])

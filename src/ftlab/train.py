@@ -27,22 +27,27 @@ from ftlab.loggers import build_loggers, close_wandb, log_results
 from ftlab.records import RunRecord, finished_record
 from ftlab.settings import check_trainer
 from ftlab.sweep import in_multirun, run_job_in_subprocess, spawns_processes
+from ftlab.tasks import Classify
 
 
 def build(cfg: DictConfig):
     """Instantiate data, backbone, module and method from a composed config."""
     from hydra.utils import instantiate
 
+    # a config written before tasks were a group (an old checkpoint's) classifies
+    task = instantiate(cfg.task) if cfg.get("task") else Classify()
     datamodule = instantiate(cfg.data)
     backbone = instantiate(cfg.model)
     method = instantiate(cfg.method)
     method.check(backbone.anatomy, backbone.label)
+    task.check(backbone, method, datamodule)
+    datamodule.use_task(task)
     datamodule.set_preprocessing(backbone.preprocessing(), model_name=backbone.label)
     datamodule.prepare_data()
     settings = copy.copy(cfg.module)  # shallow: its interpolations still resolve in cfg
     with open_dict(settings):
         settings.pop("loss_check", None)  # the LossWatchdog's (see _trainer), not the module's
-    module = instantiate(settings, backbone=backbone, num_classes=datamodule.num_classes)
+    module = instantiate(settings, backbone=backbone, num_classes=datamodule.num_classes, task=task)
     return datamodule, backbone, module, method
 
 
@@ -70,11 +75,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if cfg.get("seed") is not None:
             pl.seed_everything(cfg.seed, workers=True)
         datamodule, backbone, module, method = build(cfg)
-        record.update(method_label=method.label)
+        record.update(method_label=method.label, task=module.task.name, score=module.task.score)
         record.update(**{"data/samples_per_class": cfg.data.get("samples_per_class")})
         module.run_info = {"config": run_config, "class_names": list(datamodule.class_names)}
         trainer, cost, cache = _trainer(cfg, method, run_config)
-        record.update(**_fit_and_test(trainer, module, datamodule, ckpt_path))
+        if ckpt_path is None:  # the untouched model, before the method is applied
+            record.update(**module.task.measure_before(module, trainer.strategy.root_device))
+        record.update(**_fit_and_test(trainer, module, method, datamodule, ckpt_path))
         record.update(**cost.summary())
         record.update(feature_cache_s=cache.seconds or None, feature_cache=cache.kind)
         log_results(trainer.loggers, record.data)
@@ -108,10 +115,17 @@ def _trainer(cfg: DictConfig, method, run_config: dict[str, Any]):
     return trainer, cost, cache
 
 
-def _fit_and_test(trainer, module, datamodule, ckpt_path: str | None) -> dict[str, Any]:
+def _fit_and_test(trainer, module, method, datamodule, ckpt_path: str | None) -> dict[str, Any]:
     """Fit (or continue from ``ckpt_path``), then test the best checkpoint: the numbers."""
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    if ckpt_path is not None and "val/acc" not in trainer.callback_metrics:
+    task = module.task
+    if not method.trains:  # method=zero_shot: the untouched model is tested
+        log.info(
+            f"method={method.name} trains nothing: the model is validated and tested as it is."
+        )
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    else:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if ckpt_path is not None and task.monitor not in trainer.callback_metrics:
         # resumed from the checkpoint of the last epoch: fit had nothing left to run
         trainer.validate(module, datamodule=datamodule, verbose=False)
     out = {k: _num(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
@@ -119,8 +133,8 @@ def _fit_and_test(trainer, module, datamodule, ckpt_path: str | None) -> dict[st
     best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
     test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
     out.update({k: _num(v) for k, v in test_metrics.items()})
-    if module.val_acc_best.update_called:
-        out["val/acc_best"] = _num(module.val_acc_best.compute())
+    if module.val_best.update_called:
+        out[task.best] = _num(module.val_best.compute())
     out["checkpoint/path"] = best
     out["checkpoint/bytes"] = os.path.getsize(best) if best else None
     out["epochs"] = trainer.current_epoch
@@ -171,6 +185,12 @@ def _num(value: Any) -> Any:
         return value
 
 
+def _metric_name(key: str) -> str:
+    """``test/acc`` -> ``accuracy``, ``val/loss_best`` -> ``loss``, as the summary says them."""
+    name = key.partition("/")[2].removesuffix("_best")
+    return {"acc": "accuracy", "exact_match": "exact match"}.get(name, name.replace("_", " "))
+
+
 def print_summary(results: dict[str, Any]) -> None:
     import rich
     from rich.table import Table
@@ -183,12 +203,15 @@ def print_summary(results: dict[str, Any]) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     pct = results.get("params/trainable_pct") or 0.0
+    score = results.get("score") or "test/acc"
+    best = next((k for k in results if k.startswith("val/") and k.endswith("_best")), "")
     rows = [
-        ("test accuracy", f"{results.get('test/acc', float('nan')):.4f}"),
-        ("best val accuracy", f"{results.get('val/acc_best', float('nan')):.4f}"),
+        (f"test {_metric_name(score)}", f"{results.get(score, float('nan')):.4f}"),
+        (f"best val {_metric_name(best)}", f"{results.get(best, float('nan')):.4f}"),
         (
             "trainable / total params",
-            f"{results['params/trainable']:,} / {results['params/total']:,} ({pct:.2f}%)",
+            f"{results.get('params/trainable') or 0:,} / {results.get('params/total') or 0:,} "
+            f"({pct:.2f}%)",
         ),
         ("train samples/s", f"{results.get('speed/train_samples_per_s') or 0:.1f}"),
         (
@@ -197,6 +220,11 @@ def print_summary(results: dict[str, Any]) -> None:
         ),
         ("checkpoint", human_bytes(results.get("checkpoint/bytes"), digits=2)),
         ("fit time", f"{results.get('time/fit_s', 0):.1f} s"),
+        *(
+            [("forgetting (general-text CE change)", f"{results['test/forgetting']:+.4f}")]
+            if results.get("test/forgetting") is not None
+            else []
+        ),
         ("run dir", results["run_dir"]),
     ]
     if results.get("wandb_dir"):

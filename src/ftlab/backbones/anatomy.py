@@ -7,7 +7,9 @@ N+1 whatever sits between the last block and the head (final norm, conv head).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextvars
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -19,7 +21,9 @@ class Capability(str, Enum):
     these members, so a misspelt need fails at import instead of skipping every job."""
 
     HEAD = "head"
-    """Pooled features for a fresh classifier (every backbone)."""
+    """Pooled features for a fresh classifier (every backbone). A method that needs a new
+    head to train (``linear_probe``) names it; a task that predicts with the model's own
+    LM head has none to give it."""
     BLOCKS = "blocks"
     """An ordered stack of blocks or stages, with a layer id for every parameter."""
     ATTENTION = "attention"
@@ -42,6 +46,9 @@ class Capability(str, Enum):
     """Each residual block's attention can attend to prompt tokens that its own norm and
     projections turn into keys and values (``Backbone.add_attention_prompts``): deep
     prompts where the tokens are not one sequence (Swin's windows)."""
+    LM_HEAD = "lm_head"
+    """Next-token logits over the vocabulary: a decoder loaded with its own LM head
+    (``Backbone.lm_forward``), what generative tasks train, score and decode with."""
     CHAINED_BLOCKS = "chained_blocks"
     """Each block takes the previous block's output alone, so the output of the first k
     can be cached (a text encoder's layers also need the batch's attention mask)."""
@@ -128,6 +135,8 @@ class Anatomy:
     block (Swin's stages widen); empty: ``feature_dim`` everywhere."""
     token_embeddings: bool = False
     """Whether token ids have embeddings that prompts can start from."""
+    lm_head: bool = False
+    """Whether the backbone was loaded with its language-model head (``lm_forward``)."""
     chained_blocks: bool = False
     """Whether each block takes the previous block's output alone."""
     convolutional: bool = False
@@ -180,10 +189,26 @@ class Anatomy:
             Capability.MLP_OUTPUT: bool(self.mlp_input and self.mlp_output),
             Capability.ATTENTION_KV: bool(self.attention_kv),
             Capability.ATTENTION_PROMPTS: self.attention_prompts and bool(self.attention_kv),
+            Capability.LM_HEAD: self.lm_head,
             Capability.CHAINED_BLOCKS: self.chained_blocks and bool(self.blocks),
             Capability.CHANNELS_LAST: self.convolutional,
         }
         return {cap for cap, has in offered.items() if has}
+
+
+_PROMPTS_CACHED = contextvars.ContextVar("ftlab_prompts_cached", default=False)
+
+
+@contextmanager
+def prompts_in_cache() -> Iterator[None]:
+    """Forwards in this context carry no prompt positions: the prompts' keys and values are
+    in a key/value cache already (decoding after the first step), so a slot inserts and
+    replaces nothing."""
+    token = _PROMPTS_CACHED.set(True)
+    try:
+        yield
+    finally:
+        _PROMPTS_CACHED.reset(token)
 
 
 @dataclass(frozen=True)
@@ -197,11 +222,15 @@ class TokenSlot:
 
     def insert(self, seq: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """``seq`` [B, N, D] with ``tokens`` [count, D] inserted for every sample."""
+        if _PROMPTS_CACHED.get():
+            return seq
         tokens = tokens.to(seq.dtype).unsqueeze(0).expand(seq.shape[0], -1, -1)
         return torch.cat([seq[:, : self.start], tokens, seq[:, self.start :]], dim=1)
 
     def replace(self, seq: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """``seq`` [B, N + count, D] with the slot's tokens swapped for ``tokens``."""
+        if _PROMPTS_CACHED.get():
+            return seq
         return self.insert(self.remove(seq), tokens)
 
     def remove(self, seq: torch.Tensor) -> torch.Tensor:

@@ -115,6 +115,12 @@ class Backbone(nn.Module):
         the caller. Returns the module that now holds the prompts' key/value source."""
         raise self._lacks(Capability.ATTENTION_PROMPTS)
 
+    def lm_forward(self, input_ids: torch.Tensor, attention_mask=None, **kwargs: Any):
+        """``LM_HEAD``: next-token logits ``[B, T, V]`` and the attention mask used, with a
+        method's prompts inserted on the first call and a key/value cache for decoding
+        (:meth:`ftlab.backbones.HFBackbone.lm_forward`)."""
+        raise self._lacks(Capability.LM_HEAD)
+
     def _lacks(self, capability: Capability) -> BackboneError:
         return BackboneError(
             f"{self.label} ({self.anatomy.family}) does not offer {capability}; check "

@@ -5,17 +5,19 @@ What each family offers methods is described in :mod:`ftlab.backbones.families`
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 import transformers
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-from ftlab.backbones.anatomy import Anatomy
+from ftlab.backbones.anatomy import Anatomy, Capability, prompts_in_cache
 from ftlab.backbones.base import Backbone
 from ftlab.backbones.families import hf_bert
 from ftlab.backbones.families.hf_generic import generic_anatomy, text_kind
@@ -55,6 +57,7 @@ class HFBackbone(Backbone):
         dtype: str | None = None,
         quantization: str | None = None,
         kind: str = "auto",
+        lm_head: bool = False,
     ) -> None:
         super().__init__(label=label or Path(str(name)).name, dtype=dtype)
         if quantization is not None:
@@ -104,8 +107,15 @@ class HFBackbone(Backbone):
         if quantization is not None:
             kwargs.update(kwargs_quantized)
         self.quantization = quantization
+        # a decoder asked for its LM head (a generative task) loads as a causal LM: the base
+        # model stays at `model` (the same parameter names as without it), the head at
+        # `lm_head` (tied to the input embeddings where the model ties them)
+        with_head = lm_head and decoder
+        auto = AutoModelForCausalLM if with_head else AutoModel
+        if with_head:
+            kwargs.pop("add_pooling_layer", None)
         if pretrained and not config_overrides:
-            self.model = AutoModel.from_pretrained(
+            loaded = auto.from_pretrained(
                 self.name, config=config, local_files_only=offline, **kwargs
             )
         elif pretrained:
@@ -114,7 +124,18 @@ class HFBackbone(Backbone):
                 "load; set model.pretrained=false."
             )
         else:
-            self.model = AutoModel.from_config(config, **kwargs)
+            loaded = auto.from_config(config, **kwargs)
+        if with_head:
+            self.model = loaded.base_model
+            self.lm_head = loaded.get_output_embeddings()
+            # its forward adds what some families do after the head (Gemma's soft-capping,
+            # Cohere's logit scale); held by reference: its parts are registered above
+            object.__setattr__(self, "_lm", loaded)
+            # transformers 5.25 renamed its forward's past_key_values to cache
+            forward = inspect.signature(loaded.forward).parameters
+            self._cache_keyword = "cache" if "cache" in forward else "past_key_values"
+        else:
+            self.model = loaded
         self.config = config
         self.pooling = _pooling(pooling, config, decoder)
         _set_padding(self.tokenizer, pad_token, padding_side, self.name)
@@ -200,6 +221,68 @@ class HFBackbone(Backbone):
             f"{' or method.num_tokens' if prompts else ''}."
         )
 
+    def lm_forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        cache: Any = None,
+        position_ids: torch.Tensor | None = None,
+        logits_to_keep: int = 0,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Next-token logits ``[B, T, V]`` for ``input_ids`` ``[B, T]`` (``LM_HEAD``).
+
+        A method's prompts (``token_slot``) go in on the first call only and are removed
+        from the logits; with a ``cache`` (transformers' ``DynamicCache``), a later call
+        takes only the new tokens and the whole mask so far, the prompts' keys and values
+        being in the cache by then. Positions count real tokens (left padding shifts
+        nothing) unless ``position_ids`` are given (packed sequences, no mask). Returns the
+        logits and the mask it used (with the prompts' columns), which the caller extends
+        by one column per generated token. ``logits_to_keep``: only the last positions'."""
+        if Capability.LM_HEAD not in self.anatomy.capabilities:
+            raise self._lacks(Capability.LM_HEAD)
+        first = cache is None or cache.get_seq_length() == 0
+        slot = self.token_slot if first else None
+        if slot is not None:  # the prompt method's hooks insert its tokens
+            if attention_mask is None:
+                attention_mask = torch.ones_like(input_ids)
+            attention_mask = slot.extend_mask(attention_mask)
+        # inserted once, the prompts are in the cache after that: no hook inserts them again
+        with nullcontext() if first else prompts_in_cache():
+            embeds = self.model.get_input_embeddings()(input_ids)
+            if position_ids is None and attention_mask is not None and self._positions:
+                counted = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
+                position_ids = counted[:, -embeds.shape[1] :]
+            out = self._lm(
+                inputs_embeds=embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                use_cache=cache is not None,
+                logits_to_keep=logits_to_keep,
+                **{self._cache_keyword: cache},
+            )
+        logits = out.logits
+        if slot is not None and not logits_to_keep:
+            logits = slot.remove(logits)
+        return logits, attention_mask
+
+    def new_cache(self) -> Any:
+        """An empty key/value cache for :meth:`lm_forward`."""
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.config)
+
+    @property
+    def stop_token_ids(self) -> list[int]:
+        """Tokens that end a generation: the model's generation config's and the tokenizer's
+        EOS (a chat model's end of turn among them)."""
+        found = getattr(getattr(self, "_lm", None), "generation_config", None)
+        ids = getattr(found, "eos_token_id", None)
+        ids = [ids] if isinstance(ids, int) else list(ids or [])
+        if self.tokenizer.eos_token_id is not None:
+            ids.append(self.tokenizer.eos_token_id)
+        return sorted(set(ids))
+
     @property
     def _prompts_via_table(self) -> bool:
         """Prompts join at the input embedding table (not a BERT embeddings module)."""
@@ -254,6 +337,8 @@ class HFBackbone(Backbone):
             leading_special=self.tokenizer.cls_token_id is not None,
             kv_ok=kv_ok,
         )
+        if anatomy is not None and hasattr(self, "_lm"):
+            anatomy = dataclasses.replace(anatomy, lm_head=True)
         if anatomy is None:
             raise BackboneError(
                 f"{self.name!r} ({self.config.model_type}) has no stack of repeated blocks that "

@@ -111,7 +111,13 @@ class CostMetrics(pl.Callback):
         if self.seen == self.warmup_batches:  # warm-up steps count in all_* only
             self._close_window(pl_module)
 
+    def on_test_start(self, trainer, pl_module) -> None:
+        if not self.params:  # tested without a fit (method=zero_shot trains nothing)
+            self.params = count_parameters(pl_module)
+
     def on_validation_start(self, trainer, pl_module) -> None:
+        if not self.params:
+            self.params = count_parameters(pl_module)
         self._close_window(pl_module)  # validation time is not training time
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:

@@ -59,6 +59,9 @@ class FeatureCache(pl.Callback):
     def plan(self, trainer: pl.Trainer, module: pl.LightningModule) -> FrozenPrefix | str | None:
         """What can be cached: None (the whole backbone), a :class:`FrozenPrefix`, or a
         string saying why nothing can."""
+        task = getattr(module, "task", None)
+        if task is not None and not task.new_head:
+            return f"task={task.name} reads every token's logits through the LM head, not pooled features"
         serving = feature_serving(trainer.datamodule)
         if isinstance(serving, str):
             return serving

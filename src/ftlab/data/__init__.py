@@ -1,9 +1,9 @@
 """Data for ftlab: sources (one file each, in :mod:`ftlab.data.sources`) and the data
 modules that batch them for image and text classification. Hydra configs in
-``conf/data/`` build a :class:`ClassificationDataModule` (or, for shards, a
+``conf/data/`` build a :class:`DataModule` (or, for shards, a
 :class:`StreamingDataModule`) around one source each, by these names."""
 
-from ftlab.data.datamodule import ClassificationDataModule
+from ftlab.data.datamodule import ClassificationDataModule, DataModule
 from ftlab.data.features import FeatureServing
 from ftlab.data.sources import (
     CIFAR10,
@@ -28,6 +28,7 @@ __all__ = [
     "FIXED_SPLIT_SEED",
     "BBCNews",
     "ClassificationDataModule",
+    "DataModule",
     "FashionMNIST",
     "FeatureServing",
     "HFDataset",

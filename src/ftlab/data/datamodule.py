@@ -1,12 +1,14 @@
-"""One LightningDataModule for image and text classification.
+"""One LightningDataModule for every task: image and text classification, and the records
+of generative tasks (read through the pipeline the task gives it, :meth:`DataModule.use_task`).
 
 Split order, the same for every dataset:
 
 1. validation: the source's own val split if it has one, else a stratified
    ``val_fraction`` of the *full* training split (run seed), so its size does not shrink
    with few-shot settings;
-2. training: what remains, then ``samples_per_class`` (exactly k per class) or
-   ``train_fraction`` (stratified), both seeded by the run seed;
+2. training: what remains, then ``samples_per_class`` (exactly k per class),
+   ``train_samples`` (n examples, stratified) or ``train_fraction`` (stratified), seeded by
+   the run seed;
 3. test: the source's test split (official, or fixed by the source), optionally a
    stratified ``test_samples`` subset drawn with a constant seed, so every run and every
    method is scored on the same examples.
@@ -39,6 +41,7 @@ _STAGE_SPLITS = {
 }
 # Independent random streams per selection, so changing one setting leaves the others alone.
 _VAL_STREAM, _FEW_SHOT_STREAM, _FRACTION_STREAM, _VAL_SUBSET_STREAM = 1, 2, 3, 4
+_TRAIN_SAMPLES_STREAM = 5
 
 
 def _fraction(name: str, value: Any, allow_one: bool = True) -> float | None:
@@ -51,7 +54,7 @@ def _fraction(name: str, value: Any, allow_one: bool = True) -> float | None:
     return float(value)
 
 
-class ClassificationDataModule(L.LightningDataModule):
+class DataModule(L.LightningDataModule):
     """Batches of ``{"pixel_values", "labels"}`` (images) or ``{"input_ids", "attention_mask",
     ["token_type_ids",] "labels"}`` (text) from any :class:`~ftlab.data.sources.Source`.
 
@@ -68,6 +71,7 @@ class ClassificationDataModule(L.LightningDataModule):
         num_workers: int | str = 0,
         samples_per_class: int | None = None,
         train_fraction: float | None = None,
+        train_samples: int | None = None,
         val_fraction: float = 0.1,
         val_samples: int | None = None,
         test_samples: int | None = None,
@@ -80,7 +84,7 @@ class ClassificationDataModule(L.LightningDataModule):
         cache: bool = True,
         name: str | None = None,
     ) -> None:
-        check_types(ClassificationDataModule.__init__, locals(), "data.")
+        check_types(DataModule.__init__, locals(), "data.")
         super().__init__()
         if isinstance(source, Mapping):
             from hydra.utils import instantiate
@@ -103,11 +107,22 @@ class ClassificationDataModule(L.LightningDataModule):
         self.num_workers = data_workers(num_workers)
         self.samples_per_class = _positive_int("samples_per_class", samples_per_class)
         self.train_fraction = _fraction("train_fraction", train_fraction)
-        if self.samples_per_class is not None and self.train_fraction is not None:
+        self.train_samples = _positive_int("train_samples", train_samples)
+        shrinking = [
+            f"{key}={value}"
+            for key, value in (
+                ("samples_per_class", samples_per_class),
+                ("train_samples", train_samples),
+                ("train_fraction", train_fraction),
+            )
+            if value is not None
+        ]
+        if len(shrinking) > 1:
+            both = "both" if len(shrinking) == 2 else "all"
+            others = "the other" if len(shrinking) == 2 else "the others"
             raise ConfigError(
-                f"samples_per_class={samples_per_class} and train_fraction={train_fraction} both "
-                "shrink the training set; set one of them and the other to null "
-                "(e.g. data.samples_per_class=null)."
+                f"{' and '.join(shrinking)} {both} shrink the training set; set one of them and "
+                f"{others} to null (e.g. data.{shrinking[0].partition('=')[0]}=null)."
             )
         self.val_fraction = _fraction("val_fraction", val_fraction, allow_one=False)
         self.val_samples = _positive_int("val_samples", val_samples)
@@ -130,16 +145,28 @@ class ClassificationDataModule(L.LightningDataModule):
         self._preprocessing: Any = None
         self._splits: dict[str, Split] | None = None
         self._datasets: dict[str, Dataset] = {}
+        self.min_classes = 2  # a classifier's; a task says otherwise (use_task)
 
     # ----------------------------------------------------------------- metadata
     @property
     def class_names(self) -> list[str]:
         names = self.source.class_names
-        if len(names) < 2:
+        if len(names) < self.min_classes:
             raise DataError(
-                f"data={self.name} has {len(names)} class(es) ({names}); classification needs at least 2."
+                f"data={self.name} has {len(names)} class(es) ({names}); classification needs "
+                f"at least {self.min_classes}."
             )
         return list(names)
+
+    def use_task(self, task: Any) -> None:
+        """Read the source the way ``task`` needs (its pipeline: records tokenized for
+        supervised fine-tuning or answer scoring), and take its class count rule."""
+        self.min_classes = task.min_classes
+        pipeline = task.pipeline(self)
+        if pipeline is not None and pipeline is not self.pipeline:
+            self.pipeline = pipeline
+            self._preprocessing = None
+            self._datasets.clear()
 
     @property
     def num_classes(self) -> int:
@@ -192,10 +219,10 @@ class ClassificationDataModule(L.LightningDataModule):
     def _select(self) -> dict[str, Split]:
         names = self.class_names
         train, val, test = (self.source.load(split) for split in SPLITS)
-        if train is None or test is None:
-            raise DataError(
-                f"data={self.name} provides no {'train' if train is None else 'test'} split."
-            )
+        if test is None:
+            raise DataError(f"data={self.name} provides no test split.")
+        if train is None:  # evaluation-only data (GSM8K's test problems)
+            return {"test": self._test_subset(test)}
         if val is None:
             kept, held = stratified_split(train.labels, self.val_fraction, [self.seed, _VAL_STREAM])
             train, val = train.subset(kept), train.subset(held)
@@ -209,16 +236,22 @@ class ClassificationDataModule(L.LightningDataModule):
                     train.labels, self.samples_per_class, [self.seed, _FEW_SHOT_STREAM], names
                 )
             )
+        if self.train_samples is not None and self.train_samples < len(train):
+            stream = [self.seed, _TRAIN_SAMPLES_STREAM]
+            train = train.subset(stratified_sample(train.labels, self.train_samples, stream))
         if self.train_fraction is not None and self.train_fraction < 1:
             n = max(1, round(len(train) * self.train_fraction))
             train = train.subset(stratified_sample(train.labels, n, [self.seed, _FRACTION_STREAM]))
-        if self.test_samples is not None:
-            test = test.subset(stratified_sample(test.labels, self.test_samples, FIXED_SPLIT_SEED))
-        selected = {"train": train, "val": val, "test": test}
+        selected = {"train": train, "val": val, "test": self._test_subset(test)}
         for split, examples in selected.items():
             if len(examples) == 0:
                 raise DataError(f"data={self.name}: the {split} split is empty after selection.")
         return selected
+
+    def _test_subset(self, test: Split) -> Split:
+        if self.test_samples is None:
+            return test
+        return test.subset(stratified_sample(test.labels, self.test_samples, FIXED_SPLIT_SEED))
 
     def _require_preprocessing(self) -> None:
         if self._preprocessing is None:
@@ -230,7 +263,14 @@ class ClassificationDataModule(L.LightningDataModule):
     def _dataset(self, split: str) -> FeatureSwitch:
         if split not in self._datasets:
             self._require_preprocessing()
-            examples = self.select()[split]
+            selected = self.select()
+            if split not in selected:
+                raise DataError(
+                    f"data={self.name} has no {split} split: it is test data only; train on "
+                    f"another dataset and score the checkpoint on it with `ftlab-eval "
+                    f"ckpt_path=<best.ckpt> data={self.name}`."
+                )
+            examples = selected[split]
             self._datasets[split] = FeatureSwitch(
                 self.pipeline.dataset(examples, train=split == "train")
             )
@@ -314,10 +354,10 @@ class FeatureSwitch(Dataset):
 
 
 class SplitFeatures:
-    """A :class:`ClassificationDataModule`'s :class:`~ftlab.data.features.FeatureServing`:
+    """A :class:`DataModule`'s :class:`~ftlab.data.features.FeatureServing`:
     each split's :class:`FeatureSwitch` serves the cached rows once they are set."""
 
-    def __init__(self, datamodule: ClassificationDataModule) -> None:
+    def __init__(self, datamodule: DataModule) -> None:
         self.datamodule = datamodule
 
     def random_transform(self, split: str) -> bool:
@@ -358,3 +398,8 @@ class SwitchCollate:
                 "labels": torch.stack([torch.as_tensor(item["labels"]) for item in items]).long(),
             }
         return self.collate(items) if self.collate is not None else default_collate(items)
+
+
+#: the name before the data module served every task: configs and checkpoints that name
+#: it still build
+ClassificationDataModule = DataModule

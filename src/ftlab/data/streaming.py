@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ftlab.data.datamodule import ClassificationDataModule
+from ftlab.data.datamodule import DataModule
 from ftlab.data.sources.base import Split
 from ftlab.data.sources.shards import (
     FORMAT,
@@ -44,7 +44,14 @@ from ftlab.errors import ConfigError, DataError
 
 #: Few-shot and subset controls: they select with every label in view, so they apply when
 #: the shards are written, not while they stream.
-SELECTIONS = ("samples_per_class", "train_fraction", "val_fraction", "val_samples", "test_samples")
+SELECTIONS = (
+    "samples_per_class",
+    "train_samples",
+    "train_fraction",
+    "val_fraction",
+    "val_samples",
+    "test_samples",
+)
 
 
 # --------------------------------------------------------------------------- writing
@@ -93,7 +100,7 @@ def _check_images(split: Split, name: str) -> None:
 
 
 def write_shards(
-    datamodule: ClassificationDataModule,
+    datamodule: DataModule,
     out: str | os.PathLike,
     chunk_bytes: str | int = "64MB",
     workers: int | None = None,
@@ -228,10 +235,10 @@ def _write_meta(base: str, meta: dict[str, Any]) -> None:
         remote_client(base).upload_file(str(local), f"{base}/{META_FILE}")
 
 
-class StreamingDataModule(ClassificationDataModule):
+class StreamingDataModule(DataModule):
     """Batches from :class:`Shards`, through litdata's ``StreamingDataLoader``.
 
-    The same batches as :class:`ClassificationDataModule` gives for the data the shards were
+    The same batches as :class:`DataModule` gives for the data the shards were
     written from (plus each item's ``sample_id``), shuffled by litdata (chunk order, then
     items within a window; seeded by ``seed`` and the epoch). Under DDP each rank reads its
     own share, and the training split drops the last uneven items so every rank takes the

@@ -11,6 +11,7 @@ from ftlab.methods.lora import LoRA
 from ftlab.methods.peft_tuner import PeftTuner
 from ftlab.methods.prefix import Prefix
 from ftlab.methods.prompt import Prompt
+from ftlab.methods.zero_shot import ZeroShot
 
 __all__ = [
     "Adapter",
@@ -24,4 +25,5 @@ __all__ = [
     "PeftTuner",
     "Prefix",
     "Prompt",
+    "ZeroShot",
 ]

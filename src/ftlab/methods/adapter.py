@@ -123,7 +123,7 @@ def validate_layers(layers: Any, num_blocks: int | None = None) -> list[int] | N
 
 class Adapter(Method):
     name = "adapter"
-    requires = frozenset({Capability.HEAD, Capability.BLOCKS, Capability.MLP_OUTPUT})
+    requires = frozenset({Capability.BLOCKS, Capability.MLP_OUTPUT})
     suggestion = "Use lora, last_n or full, which need only blocks."
 
     def __init__(

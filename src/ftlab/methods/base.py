@@ -27,6 +27,8 @@ class Method(pl.Callback):
     name: ClassVar[str] = "method"
     requires: ClassVar[frozenset[Capability]] = frozenset({Capability.HEAD})
     suggestion: ClassVar[str] = ""
+    #: False for a method that trains nothing (the untouched model is only tested)
+    trains: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -12,7 +12,7 @@ from ftlab.methods.base import Method, train_block_extras
 
 class BitFit(Method):
     name = "bitfit"
-    requires = frozenset({Capability.HEAD, Capability.BLOCKS})
+    requires = frozenset({Capability.BLOCKS})
 
     def __init__(self, train_norms: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)

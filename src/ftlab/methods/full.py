@@ -11,7 +11,7 @@ from ftlab.methods.base import Method
 
 class Full(Method):
     name = "full"
-    requires = frozenset({Capability.HEAD, Capability.BLOCKS})
+    requires = frozenset({Capability.BLOCKS})
 
     def __init__(self, freeze_first: int = 0, **kwargs):
         super().__init__(**kwargs)

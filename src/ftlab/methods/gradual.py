@@ -14,7 +14,7 @@ from ftlab.methods.base import Method, validate_count
 
 class Gradual(Method):
     name = "gradual"
-    requires = frozenset({Capability.HEAD, Capability.BLOCKS})
+    requires = frozenset({Capability.BLOCKS})
 
     def __init__(self, every: int = 1, max_blocks: int | None = None, **kwargs):
         super().__init__(**kwargs)

@@ -10,7 +10,7 @@ from ftlab.methods.base import Method, validate_count
 
 class LastN(Method):
     name = "last_n"
-    requires = frozenset({Capability.HEAD, Capability.BLOCKS})
+    requires = frozenset({Capability.BLOCKS})
 
     def __init__(self, n: int = 1, **kwargs):
         super().__init__(**kwargs)

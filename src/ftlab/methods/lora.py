@@ -20,7 +20,7 @@ from ftlab.methods.peft_tuner import PeftInjected, build_config
 
 class LoRA(PeftInjected):
     name = "lora"
-    requires = frozenset({Capability.HEAD, Capability.LORA_TARGETS})
+    requires = frozenset({Capability.LORA_TARGETS})
 
     def __init__(
         self,

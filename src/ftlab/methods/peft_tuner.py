@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ftlab.backbones.anatomy import Anatomy
+from ftlab.backbones.anatomy import Anatomy, Capability
 from ftlab.errors import ConfigError, MethodNotApplicable, one_line, suggest
 from ftlab.methods.base import Method, is_norm
 from ftlab.plain import plain
@@ -109,6 +109,7 @@ class PeftInjected(Method):
     tuner built on the backbone, its parameters trained, AdaLoRA's schedule, merging.
     Subclasses say which peft config to build (:meth:`peft_config`)."""
 
+    requires = frozenset({Capability.BLOCKS})
     suggestion = "Give explicit method.targets (module names) for this backbone."
 
     def __init__(self, targets: str | list[str] = "default", **kwargs: Any) -> None:

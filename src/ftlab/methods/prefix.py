@@ -80,7 +80,7 @@ class PrefixKV(nn.Module):
 
 class Prefix(Method):
     name = "prefix"
-    requires = frozenset({Capability.HEAD, Capability.ATTENTION_KV})
+    requires = frozenset({Capability.ATTENTION_KV})
     suggestion = (
         "Prefixes need self-attention whose keys and values ftlab can extend (timm's plain "
         "ViT attention; Hugging Face attention with model.attn_implementation=sdpa or eager, "

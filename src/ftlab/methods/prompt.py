@@ -61,10 +61,10 @@ class PromptTokens(nn.Module):
 
 class Prompt(Method):
     name = "prompt"
-    requires = frozenset({Capability.HEAD, Capability.TOKEN_INPUT})
+    requires = frozenset({Capability.TOKEN_INPUT})
     suggestion = "Use lora, last_n or full, which need only blocks."
     #: the other way in: each block's attention takes the prompts (deep prompts only)
-    in_attention = frozenset({Capability.HEAD, Capability.ATTENTION_PROMPTS})
+    in_attention = frozenset({Capability.ATTENTION_PROMPTS})
 
     def __init__(
         self,
