@@ -76,7 +76,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 #: The package's layers, top to bottom, by the first name under ``ftlab`` ("" is the package
 #: itself): a module imports from its own layer or the ones below it, never from one above.
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("entry points", frozenset({"train", "evaluate", "report", "data_cli"})),
+    ("entry points", frozenset({"train", "evaluate", "report", "data_cli", "export"})),
     ("a run's set-up", frozenset({"config", "sweep", "loggers", "checkpoints"})),
     (
         "parts",

@@ -34,21 +34,36 @@ def build(cfg: DictConfig):
     """Instantiate data, backbone, module and method from a composed config."""
     from hydra.utils import instantiate
 
+    datamodule = instantiate(cfg.data)
+    task, backbone, method = build_parts(cfg, datamodule)
+    datamodule.use_task(task)
+    datamodule.set_preprocessing(backbone.preprocessing(), model_name=backbone.label)
+    datamodule.prepare_data()
+    module = build_module(cfg, task, backbone, datamodule.num_classes)
+    return datamodule, backbone, module, method
+
+
+def build_parts(cfg: DictConfig, datamodule: Any = None):
+    """The task, the backbone and the method, each checked against the others."""
+    from hydra.utils import instantiate
+
     # a config written before tasks were a group (an old checkpoint's) classifies
     task = instantiate(cfg.task) if cfg.get("task") else Classify()
-    datamodule = instantiate(cfg.data)
     backbone = instantiate(cfg.model)
     method = instantiate(cfg.method)
     method.check(backbone.anatomy, backbone.label)
     task.check(backbone, method, datamodule)
-    datamodule.use_task(task)
-    datamodule.set_preprocessing(backbone.preprocessing(), model_name=backbone.label)
-    datamodule.prepare_data()
+    return task, backbone, method
+
+
+def build_module(cfg: DictConfig, task, backbone, num_classes: int):
+    """The LightningModule around ``backbone`` for ``task``, with ``cfg.module``'s settings."""
+    from hydra.utils import instantiate
+
     settings = copy.copy(cfg.module)  # shallow: its interpolations still resolve in cfg
     with open_dict(settings):
         settings.pop("loss_check", None)  # the LossWatchdog's (see _trainer), not the module's
-    module = instantiate(settings, backbone=backbone, num_classes=datamodule.num_classes, task=task)
-    return datamodule, backbone, module, method
+    return instantiate(settings, backbone=backbone, num_classes=num_classes, task=task)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -82,6 +97,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if ckpt_path is None:  # the untouched model, before the method is applied
             record.update(**module.task.measure_before(module, trainer.strategy.root_device))
         record.update(**_fit_and_test(trainer, module, method, datamodule, ckpt_path))
+        record.update(**_also_test(cfg, trainer, module, backbone))
         record.update(**cost.summary())
         record.update(feature_cache_s=cache.seconds or None, feature_cache=cache.kind)
         log_results(trainer.loggers, record.data)
@@ -138,6 +154,24 @@ def _fit_and_test(trainer, module, method, datamodule, ckpt_path: str | None) ->
     out["checkpoint/path"] = best
     out["checkpoint/bytes"] = os.path.getsize(best) if best else None
     out["epochs"] = trainer.current_epoch
+    return out
+
+
+def _also_test(cfg: DictConfig, trainer, module, backbone) -> dict[str, Any]:
+    """The tested model (the best checkpoint's weights) scored on more data configs
+    (``also_test=[gsm8k]``), with the same task; their metrics as ``<data>/test/...``."""
+    from hydra.utils import instantiate
+
+    from ftlab.config import compose_config
+
+    out: dict[str, Any] = {}
+    for name in cfg.get("also_test") or []:
+        data = instantiate(compose_config([f"data={name}", f"seed={cfg.get('seed') or 0}"]).data)
+        data.use_task(module.task)
+        data.set_preprocessing(backbone.preprocessing(), model_name=backbone.label)
+        data.prepare_data()
+        metrics = trainer.test(module, datamodule=data, verbose=False)[0]
+        out.update({f"{data.name}/{k}": _num(v) for k, v in metrics.items()})
     return out
 
 

@@ -122,4 +122,5 @@ class Choice(LMTask):
         module.log("test/loss", module.test_loss.compute())
         module.test_acc.reset()
         module.test_loss.reset()
-        self.log_forgetting(module)
+        if self.tested_on_own_data(module):  # once per run, not again for also_test's data
+            self.log_forgetting(module)

@@ -67,6 +67,7 @@ class LMTask(Task):
         self.forgetting_texts = positive_int("task.forgetting_texts", forgetting_texts)
         self.forgetting_tokens = positive_int("task.forgetting_tokens", forgetting_tokens)
         self.before: float | None = None
+        self.data_name: str | None = None  # the data it trains on (check() learns it)
 
     def refusal(self, backbone: Any, missing: set[Capability]) -> Exception:
         kind = getattr(backbone, "kind", backbone.anatomy.family)
@@ -81,6 +82,11 @@ class LMTask(Task):
             "model.name=<a GPT-2, Llama, Qwen, Gemma, Mistral or Phi model>."
         )
 
+    def check(self, backbone: Any, method: Any, datamodule: Any = None) -> None:
+        super().check(backbone, method, datamodule)
+        if datamodule is not None:
+            self.data_name = datamodule.name
+
     def build(self, module: nn.Module) -> None:
         module.head = nn.Identity()  # the LM head is the backbone's; methods train nothing here
 
@@ -93,7 +99,8 @@ class LMTask(Task):
         return token_loss(logits, batch["labels"])
 
     def settings(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "before"}
+        hidden = ("before", "data_name")
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in hidden}
 
     # -- forgetting ---------------------------------------------------------------------------
     def measure_before(self, module: Any, device: torch.device) -> dict[str, Any]:
@@ -139,6 +146,12 @@ class LMTask(Task):
         finally:
             backbone.train(was_training)
         return float(total / count.clamp(min=1))
+
+    def tested_on_own_data(self, module: Any) -> bool:
+        """Whether the test that just ran was on the data the run trained on (not on one of
+        ``also_test``'s)."""
+        datamodule = getattr(module.trainer, "datamodule", None)
+        return datamodule is None or datamodule.name == self.data_name
 
     def log_forgetting(self, module: Any) -> None:
         if self.forgetting is None:

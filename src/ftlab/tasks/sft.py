@@ -164,15 +164,19 @@ class SFT(LMTask):
             module.log("test/answered", module.test_answered.compute())
             module.test_exact.reset()
             module.test_answered.reset()
-        self.log_forgetting(module)
-        self._write_generations(module)
+        own = self.tested_on_own_data(module)
+        if own:  # once per run, not again for also_test's data
+            self.log_forgetting(module)
+        self._write_generations(module, own)
 
-    def _write_generations(self, module: Any) -> None:
+    def _write_generations(self, module: Any, own: bool) -> None:
         """Every test generation, its extracted answer and the gold one, in the run dir
-        (rank 0 writes its own share; metrics are over all ranks)."""
+        (``generations-<data>.jsonl`` for also_test's data; rank 0 writes its own share,
+        metrics are over all ranks)."""
         rows, self._generations = self._generations, []
         trainer = module.trainer
         if trainer.global_rank != 0 or not trainer.default_root_dir:
             return
+        name = GENERATIONS_FILE if own else f"generations-{trainer.datamodule.name}.jsonl"
         text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        atomic_write_text(Path(trainer.default_root_dir) / GENERATIONS_FILE, text)
+        atomic_write_text(Path(trainer.default_root_dir) / name, text)
