@@ -61,7 +61,7 @@ def select(study: str, method: str, work: Path) -> tuple[float, list[str]]:
     lrs = ",".join(f"{lr:g}" for lr in GRIDS[method])
     ftlab_train(
         "-m", f"experiment={study}", f"method={method}", f"method.lr={lrs}", "seed=0",
-        "logger=csv", f"hydra.sweep.dir={folder}",
+        "test=false", "logger=csv", f"hydra.sweep.dir={folder}",
     )  # fmt: skip
     done = [r for r in records(folder) if r.get("status") == "done"]
     if not done:

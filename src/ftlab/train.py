@@ -94,10 +94,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         record.update(**{"data/samples_per_class": cfg.data.get("samples_per_class")})
         module.run_info = {"config": run_config, "class_names": list(datamodule.class_names)}
         trainer, cost, cache = _trainer(cfg, method, run_config)
-        if ckpt_path is None:  # the untouched model, before the method is applied
+        test = bool(cfg.get("test", True))
+        if ckpt_path is None and test:  # the untouched model, before the method is applied
             record.update(**module.task.measure_before(module, trainer.strategy.root_device))
-        record.update(**_fit_and_test(trainer, module, method, datamodule, ckpt_path))
-        record.update(**_also_test(cfg, trainer, module, backbone))
+        record.update(**_fit_and_test(trainer, module, method, datamodule, ckpt_path, test))
+        if test:
+            record.update(**_also_test(cfg, trainer, module, backbone))
         record.update(**cost.summary())
         record.update(feature_cache_s=cache.seconds or None, feature_cache=cache.kind)
         log_results(trainer.loggers, record.data)
@@ -131,8 +133,11 @@ def _trainer(cfg: DictConfig, method, run_config: dict[str, Any]):
     return trainer, cost, cache
 
 
-def _fit_and_test(trainer, module, method, datamodule, ckpt_path: str | None) -> dict[str, Any]:
-    """Fit (or continue from ``ckpt_path``), then test the best checkpoint: the numbers."""
+def _fit_and_test(
+    trainer, module, method, datamodule, ckpt_path: str | None, test: bool = True
+) -> dict[str, Any]:
+    """Fit (or continue from ``ckpt_path``), then test the best checkpoint (``test``): the
+    numbers."""
     task = module.task
     if not method.trains:  # method=zero_shot: the untouched model is tested
         log.info(
@@ -147,8 +152,9 @@ def _fit_and_test(trainer, module, method, datamodule, ckpt_path: str | None) ->
     out = {k: _num(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     ckpt = trainer.checkpoint_callback
     best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
-    test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
-    out.update({k: _num(v) for k, v in test_metrics.items()})
+    if test:
+        metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+        out.update({k: _num(v) for k, v in metrics.items()})
     if module.val_best.update_called:
         out[task.best] = _num(module.val_best.compute())
     out["checkpoint/path"] = best
