@@ -82,6 +82,32 @@ def occupied(tmp: Path, _) -> list[str]:
 ROWS = "".join(f"{t},{lab}\n" for t, lab in [("good", "pos"), ("bad", "neg")] * 4)
 
 
+def decoder_records(tmp: Path, _=None, bad_gold: bool = False) -> list[str]:
+    """A tiny random Llama (its tokenizer has no chat template) and a JSON-lines file of
+    yes/no questions with answers, options and the gold option's index."""
+    from tests.methods.test_hf_families import model_dir
+
+    rows = [
+        {"question": f"Is {i} even?", "answer": ["no", "yes"][i % 2 == 0],
+         "options": ["no", "yes"], "gold": int(i % 2 == 0)}
+        for i in range(12)
+    ]  # fmt: skip
+    if bad_gold:
+        rows[3]["gold"] = 5
+    (tmp / "qa.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return [
+        "model=hf", f"model.name={model_dir('llama', tmp)}", "model.pretrained=false",
+        "data=hf_dataset", "data.source.path=json", f"data.source.data_files={tmp / 'qa.jsonl'}",
+    ]  # fmt: skip
+
+
+QA = ["task=sft", "data.source.prompt_column=question", "data.source.response_column=answer"]
+DECODER_NEEDED = (
+    "task=sft trains and scores through a decoder's own LM head, and {} is {}; use a decoder: "
+    "model=smollm2, or model=hf model.name=<a GPT-2, Llama, Qwen, Gemma, Mistral or Phi model>."
+)
+
+
 CASES = [
     # -- names --------------------------------------------------------------------------
     Case("unknown method", "train", ["method=lorax"], 1, ["method/lorax", "Available options", "lora"]),
@@ -287,6 +313,54 @@ CASES = [
     Case(
         "empty text", "train", [], 2, ["empty text", "line(s) 4"],
         lambda tmp, _: text_csv(tmp, "text,label\ngood,pos\nbad,neg\n  ,pos\n" + ROWS),
+    ),
+    # -- generative tasks ---------------------------------------------------------------
+    Case(
+        "generative task on the default CNN and data", "train", ["task=sft"], 2,
+        [DECODER_NEEDED.format("tf_efficientnet_lite0", "a cnn backbone, with no LM head")],
+    ),
+    Case(
+        "generative task on a CNN", "train", ["task=choice", "data=rotten_tomatoes"], 2,
+        [DECODER_NEEDED.format("tf_efficientnet_lite0", "a cnn backbone, with no LM head")
+         .replace("task=sft", "task=choice")],
+    ),
+    Case(
+        "generative task on an encoder", "train", ["task=sft", "model=minilm", "data=rotten_tomatoes"],
+        2, [DECODER_NEEDED.format("minilm", "an encoder, with no causal LM head")],
+    ),
+    Case(
+        "records without the prompt column", "train",
+        [*QA, "data.source.prompt_column=questoin"], 2,
+        ["the train split of json has no column 'questoin' (data.source.prompt_column); its "
+         "columns: question, answer, options, gold. Did you mean 'question'?"],
+        decoder_records,
+    ),
+    Case(
+        "every response cut away", "train", [*QA, "task.max_length=2"], 2,
+        ["every response is cut away at task.max_length=2 (prompts are longer); raise "
+         "task.max_length or shorten the prompts."],
+        decoder_records,
+    ),
+    Case(
+        "chat template asked of a tokenizer without one", "train",
+        [*QA, "task.chat_template=true"], 2,
+        ["task.chat_template=true but the tokenizer of {tmp}/llama has no chat template; set "
+         "task.chat_template=auto (use one when there is one) or false."],
+        decoder_records,
+    ),
+    Case(
+        "choice label not among its options", "train",
+        ["task=choice", "data.source.prompt_column=question", "data.source.options_column=options",
+         "data.source.label_column=gold"], 2,
+        ["row 3 of the train split of json has gold=5, which is not among its options "
+         "['no', 'yes']: give the gold option's index (0 to 1) or its text."],
+        lambda tmp, trained: decoder_records(tmp, trained, bad_gold=True),
+    ),
+    Case(
+        "no new tokens to generate", "train", [*QA, "task.max_new_tokens=0"], 2,
+        ["task.max_new_tokens=0 generates nothing to score; set it to 1 or more (64 holds a "
+         "short worked answer)."],
+        decoder_records,
     ),
     # -- checkpoints and resuming ---------------------------------------------------------
     Case(

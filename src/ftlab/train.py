@@ -102,6 +102,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             record.update(**_also_test(cfg, trainer, module, backbone))
         record.update(**cost.summary())
         record.update(feature_cache_s=cache.seconds or None, feature_cache=cache.kind)
+        truncation = getattr(datamodule.pipeline, "truncation", None)
+        if truncation is not None:  # examples cut at task.max_length, counted
+            record.update(**truncation())
         log_results(trainer.loggers, record.data)
     return record.data
 

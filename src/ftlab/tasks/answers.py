@@ -2,8 +2,9 @@
 
 - ``number`` (math word problems: ASDiv, GSM8K): the last number in the text (``1,234``,
   ``-3``, ``0.5``, ``3/4``), compared as a number;
-- ``letter`` (multiple choice asked as a question: CommonsenseQA, PIQA): the first option
-  letter that stands alone (``B``, ``(B)``, ``B.``, ``Answer: B``);
+- ``letter`` (multiple choice asked as a question: CommonsenseQA, PIQA): the letter after
+  "answer" (``Answer: B``, ``the answer is B``), else the first option letter that stands
+  alone (``B``, ``(B)``, ``B.``), not counting the words "A" and "I" (``A good guess``);
 - ``text`` (label words, short answers: BoolQ's ``yes``/``no``): the first line, compared
   after SQuAD's normalisation (lower case, no punctuation, no articles, single spaces).
 """
@@ -18,6 +19,8 @@ KINDS = ("number", "letter", "text")
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 _LETTER = re.compile(r"(?<![A-Za-z])([A-J])(?![A-Za-z])")
+_ANSWER_LETTER = re.compile(r"(?i:answer)(?:\s+(?i:is))?\s*:?\s*\(?([A-J])(?![A-Za-z])")
+_WORD_FOLLOWS = re.compile(r"\s+[a-z]")  # "A good", "I think": a word, not an option
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
@@ -28,12 +31,22 @@ def extract(text: str, kind: str) -> str | None:
         found = _NUMBER.findall(text.replace("$", ""))
         return canonical_number(found[-1]) if found else None
     if kind == "letter":
-        found = _LETTER.search(text.strip())
-        return found.group(1) if found else None
+        return _letter(text.strip())
     if kind == "text":
         first = next((line for line in text.splitlines() if line.strip()), "")
         return normalize(first) or None
     raise ValueError(f"answer kind {kind!r} is not one of {KINDS}")
+
+
+def _letter(text: str) -> str | None:
+    found = _ANSWER_LETTER.search(text)
+    if found:
+        return found.group(1)
+    for found in _LETTER.finditer(text):
+        if found.group(1) in "AI" and _WORD_FOLLOWS.match(text, found.end()):
+            continue
+        return found.group(1)
+    return None
 
 
 def canonical_number(token: str) -> str | None:
@@ -45,7 +58,7 @@ def canonical_number(token: str) -> str | None:
         return None
     if value.denominator == 1:
         return str(value.numerator)
-    return f"{float(value):.6g}"
+    return format(float(value), ".15g")  # as the sources write answers (number_answer)
 
 
 def normalize(text: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from ftlab.console import log
 from ftlab.data.pipelines import positive_int
 from ftlab.data.sources.base import Split
 from ftlab.errors import ConfigError, DataError
@@ -346,12 +347,28 @@ class SFTPipeline(LMPipeline):
         examples = SFTExamples(
             self.rows(split), self.formatter, self.max_length, self.train_on_prompt
         )
-        self.counts["train" if train else f"eval{len(self.counts)}"] = {
-            "examples": len(examples),
-            "truncated": examples.truncated,
-            "response_cut_away": examples.emptied,
-        }
+        part = "train" if train else "eval"
+        seen = self.counts.setdefault(part, {"examples": 0, "truncated": 0, "response_cut_away": 0})
+        seen["examples"] += len(examples)
+        seen["truncated"] += examples.truncated
+        seen["response_cut_away"] += examples.emptied
+        if examples.truncated:
+            log.info(
+                f"{examples.truncated} of {len(examples)} {'training' if train else 'evaluation'} "
+                f"examples are longer than task.max_length={self.max_length} and were cut "
+                f"({examples.emptied} lost their whole response)."
+            )
         return PackedExamples(examples, self.max_length) if train and self.packing else examples
+
+    def truncation(self) -> dict[str, int]:
+        """What :meth:`dataset` cut at ``max_length``, per part (train, eval), for the run's
+        record."""
+        return {
+            f"data/{key}/{part}": value
+            for part, seen in self.counts.items()
+            for key, value in seen.items()
+            if key != "examples"
+        }
 
 
 class ChoicePipeline(LMPipeline):

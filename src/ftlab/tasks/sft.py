@@ -81,6 +81,8 @@ class SFT(LMTask):
             )
         if datamodule is not None:
             self.answer_kind = self._answer_kind(datamodule)
+            if self.answer_kind is None:  # nothing to check answers against: the test loss
+                self.score = "test/loss"
 
     def _answer_kind(self, datamodule: Any) -> str | None:
         source = datamodule.source
@@ -179,4 +181,6 @@ class SFT(LMTask):
             return
         name = GENERATIONS_FILE if own else f"generations-{trainer.datamodule.name}.jsonl"
         text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        atomic_write_text(Path(trainer.default_root_dir) / name, text)
+        out_dir = Path(trainer.default_root_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)  # evaluate() tests before it writes there
+        atomic_write_text(out_dir / name, text)
