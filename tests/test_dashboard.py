@@ -15,6 +15,7 @@ from ftlab.reporting.dashboard import (
     dashboard_spec,
     method_knobs,
     spec_keys,
+    sweep_metrics,
     write_dashboard,
 )
 from tests.conftest import TINY_CNN, ftlab_cli
@@ -79,3 +80,31 @@ def test_the_four_panels_and_their_knobs():
 def test_a_folder_without_jobs_is_one_sentence(tmp_path):
     with pytest.raises(ConfigError, match="holds no job config.yaml"):
         write_dashboard(tmp_path)
+
+
+def test_a_generative_sweep_plots_its_own_score_and_forgetting():
+    records = [
+        {"status": "done", "task": "sft", "score": "test/exact_match", "test/exact_match": 0.3,
+         "test/forgetting": 0.1, "test/acc": None},
+        {"status": "done", "task": "sft", "score": "test/exact_match", "test/exact_match": 0.1,
+         "test/forgetting": 0.0, "method": "zero_shot"},
+        {"status": "failed", "task": "choice", "score": "test/acc"},
+    ]  # fmt: skip
+    score, forgetting = sweep_metrics(records)
+    assert (score, forgetting) == ("test/exact_match", True)
+    spec = dashboard_spec("g", "ftlab", ["method.lr"], score=score, forgetting=forgetting)
+    summary, _ = spec_keys(spec)
+    assert summary == {
+        "test/exact_match",
+        "test/forgetting",
+        "params/trainable",
+        "speed/train_samples_per_s",
+        "memory/peak_bytes",
+    }
+    titles = [p["title"] for p in spec["panels"]]
+    assert titles[0] == "Exact match vs trainable parameters"
+    assert titles[4].startswith("Forgetting by method") and "lower is better" in titles[4]
+    assert [len(s.panels) for s in build_workspace(spec).sections] == [5]
+    # a classifier's sweep, and one recorded before runs named their score: test accuracy
+    old = [{"status": "done", "test/acc": 0.8}, {"status": "done", "score": "test/acc"}]
+    assert sweep_metrics(old) == ("test/acc", False)

@@ -434,3 +434,218 @@ def test_human_count(n, text):
 )
 def test_human_bytes(n, text):
     assert human_bytes(n) == text
+
+
+# --- generative tasks: the score follows the task, the zero-shot row is the baseline ----
+
+LM = "logs/train/multiruns/2025-01-01_00-00-00"
+SMOL, SMOL_TOTAL = "smollm2-135m", 134_515_008
+# sft on asdiv: method, trainable params, (exact match, answered, forgetting) per seed
+SFT_RUNS = [
+    ("zero_shot", 0, [(0.10, 0.50, 0.0)]),
+    ("lora", 460_800, [(0.30, 0.90, 0.10), (0.32, 0.90, 0.12), (0.34, 0.90, 0.14)]),
+    ("full", SMOL_TOTAL, [(0.40, 1.0, 0.5), (0.44, 1.0, 0.7)]),
+    ("prompt", 7_680, [(0.05, 0.20, 0.0)]),
+]
+# choice on boolq: method, trainable params, test accuracy per seed
+CHOICE_RUNS = [("zero_shot", 0, [0.55]), ("lora", 460_800, [0.70, 0.72])]
+
+
+def _lm_done(task, data, method, trainable, seed, run_dir, metrics: dict) -> dict:
+    """A record as ``train`` writes it for a generative task."""
+    return {
+        "model": SMOL,
+        "method": method,
+        "data": data,
+        "task": task,
+        "score": "test/exact_match" if task == "sft" else "test/acc",
+        "seed": seed,
+        "status": "done",
+        "params/trainable": trainable,
+        "params/total": SMOL_TOTAL,
+        "speed/train_samples_per_s": None if method == "zero_shot" else 40.0,
+        "memory/peak_bytes": 2**30,
+        "checkpoint/bytes": None if method == "zero_shot" else 2 * trainable,
+        "time/fit_s": 0.0 if method == "zero_shot" else 100.0,
+        "run_dir": run_dir,
+        **metrics,
+    }
+
+
+def add_sft(root: Path, data: str = "asdiv", runs=SFT_RUNS, prefix: str = "sft") -> None:
+    for method, trainable, seeds in runs:
+        for seed, (exact, answered, forgetting) in enumerate(seeds):
+            run_dir = f"{LM}/{prefix}_{method}_{seed}"
+            metrics = {
+                "test/exact_match": exact,
+                "test/answered": answered,
+                "test/loss": 1.5 - exact,
+                "test/ppl": math.exp(1.5 - exact),
+                "val/loss_best": 1.4 - exact,
+                "forgetting/ce_before": 3.0,
+                "test/general_ce": 3.0 + forgetting,
+                "test/forgetting": forgetting,
+            }
+            record = _lm_done("sft", data, method, trainable, seed, run_dir, metrics)
+            _write(root, run_dir, record)
+
+
+def add_choice(root: Path, runs=CHOICE_RUNS) -> None:
+    for method, trainable, accs in runs:
+        for seed, acc in enumerate(accs):
+            run_dir = f"{LM}/choice_{method}_{seed}"
+            metrics = {"test/acc": acc, "test/loss": 0.7, "val/acc_best": acc + 0.01}
+            record = _lm_done("choice", "boolq", method, trainable, seed, run_dir, metrics)
+            _write(root, run_dir, record)
+
+
+def _table_rows(md: str, heading: str | None = None) -> dict[str, str]:
+    """The table lines of report.md (under ``heading`` when given), by method."""
+    if heading is not None:
+        md = md.split(heading, 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+    lines = [line for line in md.splitlines() if line.startswith("| ") and " | " in line]
+    return {line.split(" | ")[2]: line for line in lines[1:]}
+
+
+def _header(md: str, heading: str | None = None) -> list[str]:
+    if heading is not None:
+        md = md.split(heading, 1)[1]
+    line = next(line for line in md.splitlines() if line.startswith("| ★ |"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_loader_derives_each_runs_score_direction_and_best_validation_value(tmp_path, sweep):
+    add_sft(tmp_path)
+    add_choice(tmp_path)
+    df = load_results(tmp_path).set_index("run_dir")
+    lora = df.loc[f"{LM}/sft_lora_1"]
+    assert lora["score_key"] == "test/exact_match" and lora["score_value"] == pytest.approx(0.32)
+    assert lora["higher_is_better"]
+    assert lora["val_best_key"] == "val/loss_best" and lora["val_best"] == pytest.approx(1.08)
+    choice = df.loc[f"{LM}/choice_lora_0"]
+    assert (choice["score_key"], choice["val_best_key"]) == ("test/acc", "val/acc_best")
+    # a record from before runs named their task and score is a classifier's
+    old = load_results(sweep).set_index("run_dir").loc[f"{SWEEP}/0"]
+    assert old["score_key"] == "test/acc" and old["score_value"] == pytest.approx(0.80)
+    assert old["val_best_key"] == "val/acc_best" and old["higher_is_better"]
+
+
+def test_sft_panel_scores_exact_match_against_its_zero_shot_row(tmp_path):
+    add_sft(tmp_path)
+    summary = summarize(load_results(tmp_path))
+    assert list(summary["method"]) == ["full", "lora", "zero_shot", "prompt"]  # best first
+    lora = _row(summary, SMOL, "lora")
+    assert lora["score_mean"] == pytest.approx(0.32) and lora["score_std"] == pytest.approx(0.02)
+    assert math.isnan(lora["test_acc_mean"])  # test/acc itself: sft has none
+    assert lora["vs_zero_shot"] == pytest.approx(0.22)
+    assert lora["forgetting_mean"] == pytest.approx(0.12)
+    assert lora["forgetting_std"] == pytest.approx(0.02)
+    assert _row(summary, SMOL, "prompt")["vs_zero_shot"] == pytest.approx(-0.05)
+    assert _row(summary, SMOL, "zero_shot")["zero_shot"]
+    # the untouched model (0 trainable) beats prompt tuning's 7.7 K with a higher score
+    assert dict(zip(summary["method"], summary["pareto"])) == {
+        "full": True, "lora": True, "zero_shot": True, "prompt": False,
+    }  # fmt: skip
+
+    md = write_report(tmp_path, title="SFT")["report"].read_text()
+    assert _header(md)[5:10] == [
+        "exact match (%)", "vs zero-shot", "answered (%)", "forgetting", "best val loss",
+    ]  # fmt: skip
+    rows = _table_rows(md)
+    assert "| 3 | 32.00 ± 2.00 | +22.00 | 90.0 | 0.120 ± 0.020 | 1.080 | 460.8 K |" in rows["lora"]
+    assert "| 2 | 42.00 ± 2.83 | +32.00 | 100.0 | 0.600 ± 0.141 | 0.980 |" in rows["full"]
+    assert "| 1 | 10.00 ± — | baseline | 50.0 | 0.000 ± — | 1.300 | 0 |" in rows["zero_shot"]
+    assert "| 1 | 5.00 ± — | -5.00 |" in rows["prompt"]
+    assert "minus the zero-shot row's, in percentage points" in md
+    assert "forgetting: how much the cross-entropy on general text rose" in md
+    assert "lower is better" in md
+    assert "No zero-shot row" not in md
+    assert "### Exact match vs trainable parameters" in md and "Test accuracy vs" not in md
+
+
+def test_choice_panel_without_zero_shot_says_how_to_add_one(tmp_path):
+    add_choice(tmp_path, runs=CHOICE_RUNS[1:])
+    md = write_report(tmp_path)["report"].read_text()
+    header = _header(md)
+    assert header[5] == "test acc (%)" and "best val acc (%)" in header
+    assert "vs zero-shot" not in header and "answered (%)" not in header
+    assert "| 2 | 71.00 ± 1.41 |" in _table_rows(md)["lora"]
+    note = next(line for line in md.splitlines() if line.startswith("No zero-shot row"))
+    assert f"for {SMOL} · boolq: add `method=zero_shot` to the sweep" in note
+
+
+def test_a_mixed_report_has_a_table_per_task_each_naming_its_score(tmp_path):
+    make_sweep(tmp_path)  # classification
+    add_sft(tmp_path)
+    add_choice(tmp_path)
+    summary = summarize(load_results(tmp_path))
+    choice_lora = summary[(summary["task"] == "choice") & (summary["method"] == "lora")]
+    assert choice_lora["vs_zero_shot"].iloc[0] == pytest.approx(0.16)  # .71 - .55
+    # sft's zero-shot is not choice's baseline, nor choice's sft's
+    assert summary["vs_zero_shot"][summary["task"] == "classify"].isna().all()
+
+    md = write_report(tmp_path)["report"].read_text()
+    sft, choice = "### task=sft: exact match", "### task=choice: test acc"
+    classify = "### task=classify: test acc"
+    assert _header(md, sft)[5:7] == ["exact match (%)", "vs zero-shot"]
+    assert _header(md, choice)[5:7] == ["test acc (%)", "vs zero-shot"]
+    assert _header(md, classify)[5:7] == ["test acc (%)", "best val acc (%)"]
+    assert "| 2 | 71.00 ± 1.41 | +16.00 |" in _table_rows(md, choice)["lora"]
+    assert "| 3 | 88.00 ± 2.65 | 89.00 |" in _table_rows(md, classify)["lora"]
+    assert "### Test score vs trainable parameters" in md
+
+    from ftlab.reporting.plots import _score_axes
+
+    assert _score_axes(summary) == {
+        ("choice", "test/acc"): (100.0, "test accuracy (%)"),
+        ("classify", "test/acc"): (100.0, "test accuracy (%)"),
+        ("sft", "test/exact_match"): (100.0, "exact match (%)"),
+    }
+
+
+def test_a_lower_is_better_score_sorts_and_fronts_the_other_way(tmp_path):
+    """sft on data without checkable answers has no exact match: its test loss scores it."""
+    for method, trainable, loss in (("a", 10, 2.0), ("b", 100, 1.5), ("c", 1000, 1.8)):
+        run_dir = f"{LM}/{method}"
+        metrics = {"test/loss": loss, "test/ppl": math.exp(loss), "val/loss_best": loss}
+        _write(tmp_path, run_dir, _lm_done("sft", "chat", method, trainable, 0, run_dir, metrics))
+    summary = summarize(load_results(tmp_path))
+    assert set(summary["score_key"]) == {"test/loss"} and not summary["higher_is_better"].any()
+    assert list(summary["method"]) == ["b", "c", "a"]  # lowest loss first
+    # b has fewer parameters than c and a lower loss; a is the cheapest
+    assert dict(zip(summary["method"], summary["pareto"])) == {"a": True, "b": True, "c": False}
+    md = write_report(tmp_path)["report"].read_text()
+    assert _header(md)[5] == "test loss" and "| 1 | 1.500 ± — |" in _table_rows(md)["b"]
+    assert "Lower test loss is better" in md
+    assert pareto_mask([10, 100, 1000], [2.0, 1.5, 1.8], higher_is_better=False).tolist() == [
+        True, True, False,
+    ]  # fmt: skip
+
+
+def test_a_few_shot_panel_is_read_against_its_models_only_zero_shot_row(tmp_path):
+    add_sft(tmp_path, runs=SFT_RUNS[:1])
+    lora = _lm_done("sft", "asdiv", "lora", 460_800, 0, f"{LM}/l8", {"test/exact_match": 0.3})
+    _write(tmp_path, f"{LM}/l8", {**lora, "data/samples_per_class": 8})
+    row = _row(summarize(load_results(tmp_path)), SMOL, "lora", spc=8)
+    assert row["vs_zero_shot"] == pytest.approx(0.2)
+
+
+def test_results_csv_keeps_each_runs_task_and_score(tmp_path):
+    add_sft(tmp_path)
+    csv = pd.read_csv(write_report(tmp_path)["csv"]).set_index("run_dir")
+    lora = csv.loc[f"{LM}/sft_lora_0"]
+    assert (lora["task"], lora["score"], lora["score_key"]) == ("sft", *["test/exact_match"] * 2)
+    assert lora["score_value"] == pytest.approx(0.30) and lora["test/forgetting"] == 0.10
+
+
+def test_also_tested_data_gets_a_column_of_its_own(tmp_path):
+    """A run scored on more data (also_test=[gsm8k]) records ``gsm8k/test/exact_match``;
+    the report shows it beside the run's own score, mean ± std over seeds."""
+    add_sft(tmp_path)
+    for path in tmp_path.rglob("results.json"):
+        record = json.loads(path.read_text())
+        record["gsm8k/test/exact_match"] = record["test/exact_match"] / 10
+        path.write_text(json.dumps(record))
+    md = write_report(tmp_path, title="SFT")["report"].read_text()
+    assert _header(md)[5:8] == ["exact match (%)", "vs zero-shot", "gsm8k: exact match (%)"]
+    assert "| 32.00 ± 2.00 | +22.00 | 3.20 ± 0.20 |" in _table_rows(md)["lora"]

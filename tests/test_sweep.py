@@ -116,3 +116,88 @@ def test_optuna_search_tunes_lr_and_rank(tmp_path):
     trials = [json.loads(p.read_text()) for p in sweep_dir.glob("*/results.json")]
     assert len(trials) == 3 and all(t["method"] == "lora" for t in trials)
     assert best["best_value"] == max(t["val/acc_best"] for t in trials)
+
+
+# -- the zero-shot baseline a generative sweep gets at its end -----------------------------
+
+
+def lm_sweep(root: Path, sweep_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    """A tiny sft sweep (a random 2-layer Llama on a dozen prompt/response pairs) with W&B
+    offline; forgetting measured on two short general-text articles."""
+    from tests.methods.test_hf_families import model_dir
+
+    rows = [{"q": f"question {i} about {w}", "a": f"answer {i}"} for i, w in enumerate("abcdefgh")]
+    (root / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model = model_dir("llama", root)
+    args = [
+        sys.executable, "-m", "ftlab.train", "-m",
+        "task=sft", "task.max_new_tokens=4", "task.max_length=32",
+        "task.forgetting_texts=2", "task.forgetting_tokens=16",
+        "model=hf", f"model.name={model}", "model.pretrained=false",
+        "data=hf_dataset", "data.source.path=json", f"data.source.data_files={root / 'qa.jsonl'}",
+        "data.source.prompt_column=q", "data.source.response_column=a",
+        "data.source.answer_kind=text", "data.batch_size=4",
+        "trainer.max_epochs=1", "callbacks=none", "print_config=false",
+        "method=lora,last_n", f"hydra.sweep.dir={sweep_dir}", *extra,
+    ]  # fmt: skip
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "WANDB_MODE": "offline"}
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
+
+
+def test_a_generative_sweep_ends_with_its_zero_shot_baseline_in_the_report(tmp_path):
+    from ftlab.reporting.dashboard import SPEC_FILE, SPEED, spec_keys
+    from ftlab.sweep import run_zero_shot_baselines
+
+    sweep_dir = tmp_path / "sweep"
+    proc = lm_sweep(tmp_path, sweep_dir, "logger=wandb")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    baseline = sweep_dir / "zero_shot_llama_hf_dataset"
+    assert f"zero-shot baseline for llama / hf_dataset (task=sft): {baseline} (done)" in proc.stdout
+    assert "3 done" in output  # counted with the sweep's two jobs
+    record = json.loads((baseline / "results.json").read_text())
+    assert (record["status"], record["method"], record["task"]) == ("done", "zero_shot", "sft")
+    assert record["params/trainable"] == 0 and "test/exact_match" in record
+    assert "method=zero_shot" in (baseline / ".hydra" / "overrides.yaml").read_text()
+    assert "zero_shot trains nothing" in (baseline / "train.log").read_text()
+
+    report = (sweep_dir / "report.md").read_text()
+    assert "| exact match (%) | vs zero-shot |" in report
+    row = next(line for line in report.splitlines() if "| zero_shot |" in line)
+    assert "| baseline |" in row
+
+    # the dashboard plots the sweep's score and forgetting, keys every run (the baseline's
+    # too, in the sweep's group) really logged
+    spec = json.loads((sweep_dir / SPEC_FILE).read_text())
+    summary_keys, _ = spec_keys(spec)
+    assert {"test/exact_match", "test/forgetting"} <= summary_keys
+    assert "test/acc" not in summary_keys
+    runs = {p.parents[2].name: summarize_run(p.parent) for p in sweep_dir.rglob("run-*.wandb")}
+    assert sorted(runs) == ["0", "1", baseline.name]
+    for job, run in runs.items():
+        assert run["group"] == sweep_dir.name
+        # the untouched model trains nothing, so it has no training speed
+        wanted = summary_keys - ({SPEED} if job == baseline.name else set())
+        assert wanted <= set(run["summary"]), (job, wanted - set(run["summary"]))
+
+    # done: a rerun of the sweep leaves it alone
+    assert run_zero_shot_baselines(sweep_dir) == []
+    assert json.loads((baseline / "results.json").read_text())["finished"] == record["finished"]
+
+
+def test_the_baseline_swaps_the_method_and_cannot_fail_the_sweep(tmp_path, capsys):
+    from ftlab.sweep import run_zero_shot_baselines, zero_shot_overrides
+
+    job = ["task=sft", "method=lora", "method.r=16", "+method.alpha=8", "seed=1", "resume=true"]
+    assert zero_shot_overrides(job) == ["task=sft", "seed=1", "method=zero_shot"]
+
+    sweep_dir = tmp_path / "sweep"
+    for name, task in (("0", "sft"), ("1", "classify")):
+        (sweep_dir / name).mkdir(parents=True)
+        record = {"model": "m", "data": "d", "task": task, "method": "lora", "status": "done"}
+        (sweep_dir / name / "results.json").write_text(json.dumps(record))
+    # the sft job kept no overrides (no .hydra/): its baseline cannot be composed
+    assert run_zero_shot_baselines(sweep_dir) == []
+    out = capsys.readouterr().out
+    assert out.startswith("  zero-shot baseline for m / d (task=sft) not run: ConfigError: ")
+    assert out.count("\n") == 1 and "overrides" in out  # the classifier's job needs none

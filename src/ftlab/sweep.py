@@ -1,7 +1,8 @@
 """Sweeps: what a multirun needs beyond one run.
 
-- :class:`SweepSummary`, a Hydra callback: when a multirun ends, count the jobs that are
-  done, skipped and failed (with their run dirs) and write the comparison report.
+- :class:`SweepSummary`, a Hydra callback: when a multirun ends, give every generative
+  comparison its zero-shot baseline (:func:`run_zero_shot_baselines`), count the jobs that
+  are done, skipped and failed (with their run dirs) and write the comparison report.
 - :func:`spawns_processes` / :func:`run_job_in_subprocess`: a sweep job that trains with
   DDP on this machine runs as a single ``ftlab-train`` in a child process, so Lightning's
   launcher (which re-executes ``sys.argv`` for every extra rank) never relaunches the sweep.
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from ftlab.console import log
 from ftlab.records import (
     DONE,
     FAILED,
+    RESULTS_FILE,
     RUNNING,
     SKIPPED,
     UNREADABLE,
@@ -47,13 +50,17 @@ def sweep_group() -> str | None:
 
 
 class SweepSummary(Callback):
-    """Print done / skipped / failed at the end of a multirun and write its report."""
+    """Run the zero-shot baselines a generative sweep lacks, print done / skipped / failed
+    at the end of a multirun and write its report."""
 
-    def __init__(self, report: bool = True) -> None:
+    def __init__(self, report: bool = True, zero_shot: bool = True) -> None:
         self.report = report
+        self.zero_shot = zero_shot
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        if self.zero_shot:
+            run_zero_shot_baselines(sweep_dir)
         summarize_sweep(sweep_dir, report=self.report)
         if "wandb" in (config.get("logger") or {}):
             dashboard(sweep_dir)
@@ -101,6 +108,114 @@ def summarize_sweep(sweep_dir: Path, report: bool = True) -> dict[str, list[tupl
         except (FtlabError, OSError, ValueError) as err:
             print(f"  report not written: {err}")
     return by_status
+
+
+# -- the zero-shot baseline ----------------------------------------------------------------
+def run_zero_shot_baselines(sweep_dir: Path) -> list[Path]:
+    """Give each (model, data) of a generative task (sft, choice) in the sweep that has
+    ``done`` runs and no ``done`` zero-shot run its baseline: the untouched model, validated
+    and tested by ``ftlab-train`` with the panel's first done run's overrides and
+    ``method=zero_shot``, in ``<sweep_dir>/zero_shot_<model>_<data>`` (in the sweep's W&B
+    group). Cheap (nothing trains); each baseline is one printed line, and one that cannot
+    run never fails the sweep. Returns the run dirs it ran."""
+    from ftlab.reporting.load import GENERATIVE_TASKS, ZERO_SHOT
+
+    firsts: dict[tuple, dict[str, Any]] = {}
+    have = set()
+    for path in find_records(sweep_dir):
+        record = load_record(path)
+        if record.get("status") != DONE or record.get("task") not in GENERATIVE_TASKS:
+            continue
+        key = (record.get("model"), record.get("data"), record.get("task"))
+        if record.get("method") == ZERO_SHOT:
+            have.add(key)
+        else:
+            firsts.setdefault(key, record)
+    ran = []
+    for key, first in firsts.items():
+        if key in have:
+            continue
+        model, data, task = key
+        tasks = {t for m, d, t in firsts if (m, d) == (model, data)}
+        name = f"zero_shot_{model}_{data}" + (f"_{task}" if len(tasks) > 1 else "")
+        run_dir = sweep_dir / re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+        what = f"zero-shot baseline for {model} / {data} (task={task})"
+        try:
+            record = _zero_shot(first, run_dir, group=sweep_dir.name)
+        except Exception as err:  # the baseline is an extra: the sweep's own jobs are done
+            from ftlab.errors import one_line, root_cause, user_error
+
+            shown = user_error(err) or root_cause(err)
+            print(f"  {what} not run: {one_line(f'{type(shown).__name__}: {shown}')}")
+            continue
+        reason = f": {why(record)}" if why(record) else ""
+        print(f"  {what}: {run_dir} ({record.get('status')}{reason})")
+        ran.append(run_dir)
+    return ran
+
+
+def zero_shot_overrides(overrides: list[str]) -> list[str]:
+    """A job's overrides for the untouched model: its method (and the method's settings,
+    which zero_shot does not have) replaced by ``method=zero_shot``; nothing resumed."""
+    dropped = ("method", "ckpt_path", "resume")
+    kept = []
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key.split(".", 1)[0].split("@", 1)[0] in dropped:
+            continue
+        kept.append(override)
+    return [*kept, "method=zero_shot"]
+
+
+def _zero_shot(first: dict[str, Any], run_dir: Path, group: str) -> dict[str, Any]:
+    """Run the zero-shot job that reads ``first``'s panel against the untouched model as
+    its own ``ftlab-train`` (a run dir, log and W&B run like a job's; DDP ranks, if any,
+    started by it) and return its record. The config is composed here first, so that one
+    that cannot compose is a sentence."""
+    import subprocess
+    import sys
+
+    from ftlab.config import compose_config
+    from ftlab.errors import FtlabError
+
+    job_dir = Path(first["results_file"]).parent
+    overrides, hydra_overrides = _job_overrides(first, job_dir)
+    overrides = [o for o in zero_shot_overrides(overrides) if not o.startswith("print_config=")]
+    overrides.append("print_config=false")
+    cfg = compose_config([*overrides, *hydra_overrides])
+    wandb = (cfg.get("logger") or {}).get("wandb")
+    if wandb is not None and wandb.get("group") is None:
+        overrides.append(f"logger.wandb.group={group}")  # a single run has no sweep group
+    command = [
+        sys.executable, "-m", "ftlab.train", *overrides, *hydra_overrides,
+        f"hydra.run.dir={run_dir}",
+    ]  # fmt: skip
+    proc = subprocess.run(command, check=False)
+    record = read_record(run_dir)
+    if record is None:
+        raise FtlabError(f"it left no {RESULTS_FILE} (exit code {proc.returncode})")
+    return record
+
+
+def _job_overrides(record: dict[str, Any], job_dir: Path) -> tuple[list[str], list[str]]:
+    """The job's own overrides (the record's, else Hydra's ``.hydra/overrides.yaml``) and
+    the Hydra ones that change what composes (``hydra.searchpath``)."""
+    import yaml
+
+    from ftlab.errors import ConfigError
+
+    overrides = record.get("overrides")
+    hydra_dir = job_dir / ".hydra"
+    if not isinstance(overrides, list) and (hydra_dir / "overrides.yaml").is_file():
+        overrides = yaml.safe_load((hydra_dir / "overrides.yaml").read_text())
+    if not isinstance(overrides, list):
+        raise ConfigError(f"{job_dir} holds no record of its overrides (.hydra/overrides.yaml)")
+    hydra_overrides = []
+    if (hydra_dir / "hydra.yaml").is_file():
+        hydra_cfg = yaml.safe_load((hydra_dir / "hydra.yaml").read_text()) or {}
+        recorded = ((hydra_cfg.get("hydra") or {}).get("overrides") or {}).get("hydra") or []
+        hydra_overrides = [o for o in recorded if o.startswith("hydra.searchpath")]
+    return [str(o) for o in overrides], hydra_overrides
 
 
 # hydra overrides that belong to the sweep, not to one of its jobs

@@ -1,7 +1,9 @@
-"""The W&B dashboard a sweep builds for its group: the four panels the README describes.
+"""The W&B dashboard a sweep builds for its group: the panels the README describes.
 
 ``dashboard_spec`` says what each panel plots, as the keys the runs log (summary metrics
-and config paths); ``write_dashboard`` writes it into the sweep dir as
+and config paths): the sweep's score (``test/acc``, or the generative task's own, such as
+``test/exact_match``, as the runs' records name it) and, where the runs measured it,
+forgetting; ``write_dashboard`` writes it into the sweep dir as
 ``wandb_dashboard.json`` and, when W&B is online with credentials, creates it as a W&B
 workspace view through ``wandb-workspaces`` (``build_workspace``). Offline, the file is
 created later, after ``wandb sync``: ``ftlab-report DIR --wandb``.
@@ -10,6 +12,8 @@ created later, after ``wandb sync``: ``ftlab-report DIR --wandb``.
 from __future__ import annotations
 
 import json
+import math
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,7 @@ SPEC_FILE = "wandb_dashboard.json"
 #: the summary metrics the panels plot (what ftlab's runs log at the end)
 ACCURACY, TRAINABLE = "test/acc", "params/trainable"
 SPEED, MEMORY = "speed/train_samples_per_s", "memory/peak_bytes"
+FORGETTING = "test/forgetting"
 METHOD = "method.name"  # a config path: the run config nests the method group
 #: method settings that are never knobs of a comparison
 NOT_KNOBS = {"_target_", "_recursive_", "name"}
@@ -39,46 +44,79 @@ def method_knobs(configs: Iterable[Mapping[str, Any]]) -> list[str]:
     return sorted({"method.lr", *varying})
 
 
+def sweep_metrics(records: Iterable[Mapping[str, Any]]) -> tuple[str, bool]:
+    """What the sweep's ``done`` runs are scored by (the key most of them name, as the
+    report reads it; ``test/acc`` for classification and records written before runs named
+    theirs) and whether they measured forgetting."""
+    from ftlab.reporting.load import run_score
+
+    done = [r for r in records if r.get("status") == "done"]
+    keys = Counter(k for k, v in map(run_score, done) if not math.isnan(v))
+    forgetting = any(isinstance(r.get(FORGETTING), int | float) for r in done)
+    return (keys.most_common(1)[0][0] if keys else ACCURACY), forgetting
+
+
 def dashboard_spec(
-    group: str, project: str, knobs: list[str], entity: str | None = None
+    group: str,
+    project: str,
+    knobs: list[str],
+    entity: str | None = None,
+    score: str = ACCURACY,
+    forgetting: bool = False,
 ) -> dict[str, Any]:
     """The dashboard of one sweep group: panels name summary keys (``summary``) and config
-    paths (``config``), so a test can check them against what the runs log."""
+    paths (``config``), so a test can check them against what the runs log. ``score`` is
+    what the runs are compared by; ``forgetting`` adds a panel of ``test/forgetting``."""
+    from ftlab.reporting.fmt import SCORE_TITLES, score_label
+
+    title = SCORE_TITLES.get(score, score_label(score))
+    title = title[0].upper() + title[1:]
+    panels = [
+        {
+            "kind": "scatter",
+            "title": f"{title} vs trainable parameters",
+            "x": {"summary": TRAINABLE},
+            "y": {"summary": score},
+            "log_x": True,
+        },
+        {
+            "kind": "bar",
+            "title": f"{title} by method (mean, min-max over seeds)",
+            "metrics": [{"summary": score}],
+            "groupby": {"config": METHOD},
+        },
+        {
+            "kind": "parallel_coordinates",
+            "title": "Method knobs",
+            "columns": [
+                {"config": METHOD},
+                *({"config": k} for k in knobs),
+                {"summary": score},
+            ],
+        },
+        {
+            "kind": "scatter",
+            "title": "Training speed vs peak memory",
+            "x": {"summary": MEMORY},
+            "y": {"summary": SPEED},
+        },
+    ]
+    if forgetting:
+        panels.append(
+            {
+                "kind": "bar",
+                "title": "Forgetting by method: general-text cross-entropy change (lower is "
+                "better)",
+                "metrics": [{"summary": FORGETTING}],
+                "groupby": {"config": METHOD},
+            }
+        )
     return {
         "entity": entity,
         "project": project,
         "name": f"ftlab sweep {group}",
         "group": group,
-        "panels": [
-            {
-                "kind": "scatter",
-                "title": "Test accuracy vs trainable parameters",
-                "x": {"summary": TRAINABLE},
-                "y": {"summary": ACCURACY},
-                "log_x": True,
-            },
-            {
-                "kind": "bar",
-                "title": "Test accuracy by method (mean, min-max over seeds)",
-                "metrics": [{"summary": ACCURACY}],
-                "groupby": {"config": METHOD},
-            },
-            {
-                "kind": "parallel_coordinates",
-                "title": "Method knobs",
-                "columns": [
-                    {"config": METHOD},
-                    *({"config": k} for k in knobs),
-                    {"summary": ACCURACY},
-                ],
-            },
-            {
-                "kind": "scatter",
-                "title": "Training speed vs peak memory",
-                "x": {"summary": MEMORY},
-                "y": {"summary": SPEED},
-            },
-        ],
+        "panels": panels,
     }
 
 
@@ -166,6 +204,7 @@ def _run_configs(sweep_dir: Path) -> list[dict[str, Any]]:
 def write_dashboard(sweep_dir: Path, create: bool | None = None) -> tuple[Path, str | None]:
     """Write the sweep's dashboard spec; create it in W&B when ``create`` (default: when
     W&B is online with credentials). Returns the spec's path and the view's URL, if made."""
+    from ftlab.records import RESULTS_FILE, load_record
     from ftlab.wandb_env import wandb_offline_reason
 
     configs = _run_configs(sweep_dir)
@@ -173,11 +212,16 @@ def write_dashboard(sweep_dir: Path, create: bool | None = None) -> tuple[Path, 
         raise ConfigError(f"{sweep_dir} holds no job config.yaml: is it a sweep directory?")
     logger = configs[0].get("logger") or {}
     wandb_cfg = logger.get("wandb", logger) if isinstance(logger, dict) else {}
+    score, forgetting = sweep_metrics(
+        load_record(p) for p in sorted(sweep_dir.glob(f"*/{RESULTS_FILE}"))
+    )
     spec = dashboard_spec(
         group=sweep_dir.name,
         project=str(wandb_cfg.get("project") or "ftlab"),
         knobs=method_knobs(configs),
         entity=wandb_cfg.get("entity"),
+        score=score,
+        forgetting=forgetting,
     )
     path = sweep_dir / SPEC_FILE
     atomic_write_json(path, spec)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
+
+from ftlab.reporting.load import GENERATIVE_TASKS, higher_is_better, metric_name
 
 DASH = "—"
 PARETO_MARK = "★"
@@ -79,32 +83,172 @@ def varies(values: pd.Series) -> bool:
     return values.astype(float).fillna(-1.0).nunique() > 1
 
 
+#: metrics that are shares of the examples, shown in percent
+FRACTIONS = frozenset({"acc", "exact_match", "answered", "f1"})
+#: what the vs-zero-shot cell of the zero-shot row itself says
+BASELINE = "baseline"
+#: the score headers people know by another name than ``test <metric>``
+SCORE_LABELS = {"test/exact_match": "exact match"}
+#: the scores plot titles and axes name in words
+SCORE_TITLES = {"test/acc": "test accuracy", "test/exact_match": "exact match"}
+#: what each plot draws the score against
+PLOT_SUBJECTS = {
+    "acc_vs_params": "trainable parameters",
+    "acc_vs_time": "training time",
+    "acc_vs_samples": "training samples per class",
+}
+
+
+def score_label(key: object) -> str:
+    """A metric key as a header says it: ``test/acc`` -> ``test acc``, ``test/exact_match``
+    -> ``exact match``, ``val/loss_best`` -> ``best val loss``."""
+    key = str(key)
+    if key in SCORE_LABELS:
+        return SCORE_LABELS[key]
+    split, _, name = key.partition("/")
+    if name.endswith("_best"):
+        return f"best {split} {name.removesuffix('_best').replace('_', ' ')}"
+    return f"{split} {name.replace('_', ' ')}"
+
+
+def score_title(summary: pd.DataFrame) -> str:
+    """The score of a whole report in words: ``test accuracy``, ``exact match``, or
+    ``test score`` where its tables score different metrics."""
+    keys = set(summary["score_key"].dropna()) or {"test/acc"}
+    if len(keys) > 1:
+        return "test score"
+    key = keys.pop()
+    return SCORE_TITLES.get(key, score_label(key))
+
+
+def plot_title(summary: pd.DataFrame, key: str) -> str:
+    """A plot's title: ``Test accuracy vs trainable parameters``, ``Exact match vs ...``."""
+    title = f"{score_title(summary)} vs {PLOT_SUBJECTS.get(key, key)}"
+    return title[0].upper() + title[1:]
+
+
+def score_scale(group: pd.DataFrame) -> float:
+    """How the group's scores are shown: 100 for a share in [0, 1] (accuracy, exact match),
+    1 for a value already in percent or one that is no share (a loss)."""
+    key = _first(group["score_key"], "test/acc")
+    if metric_name(key) not in FRACTIONS:
+        return 1.0
+    columns = [group["score_mean"]]
+    if metric_name(_first(group["val_best_key"], key)) == metric_name(key):
+        columns.append(group["val_best_mean"])
+    return percent_scale(*columns)
+
+
+def table_groups(summary: pd.DataFrame) -> list[pd.DataFrame]:
+    """The summary as one table per (task, score): each table's headers name its score."""
+    keys = ["task", "score_key"]
+    return [g for _, g in summary.groupby(keys, dropna=False, sort=False)]
+
+
 def table(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    """Headers and string cells of the comparison table, one list per summary row."""
-    acc_scale = percent_scale(summary["test_acc_mean"], summary["val_acc_best_mean"])
-    unit = " (%)" if acc_scale == 100.0 else ""
+    """Headers and string cells of the comparison table, one list per summary row; the rows
+    share one task and score (:func:`table_groups`)."""
+    score_key = _first(summary["score_key"], "test/acc")
+    val_key = _first(summary["val_best_key"], f"val/{metric_name(score_key)}_best")
+    scale = score_scale(summary)
+    unit = " (%)" if scale == 100.0 else ""
+    digits = 2 if metric_name(score_key) in FRACTIONS else 3
+    same_metric = metric_name(val_key) == metric_name(score_key)
+    val_scale = scale if same_metric else 1.0
+    val_digits = digits if same_metric else (2 if metric_name(val_key) in FRACTIONS else 3)
     show_spc = varies(summary["samples_per_class"])
+    show_vs = bool(summary["zero_shot"].any())
     show_f1 = summary["test_f1_mean"].notna().any()
+    show_answered = summary["answered_mean"].notna().any()
+    show_forgetting = summary["forgetting_mean"].notna().any()
+    also = sorted({name for found in summary["also"] for name in (found or {})})
     f1_scale = percent_scale(summary["test_f1_mean"])
+    answered_scale = percent_scale(summary["answered_mean"])
     headers = [PARETO_MARK, "model", "method", "data"]
     headers += ["samples/class"] if show_spc else []
-    headers += ["seeds", f"test acc{unit}"]
+    headers += ["seeds", f"{score_label(score_key)}{unit}"]
+    headers += ["vs zero-shot"] if show_vs else []
+    headers += [f"{name}: {score_label(score_key)}{unit}" for name in also]
     headers += ["test F1" + (" (%)" if f1_scale == 100.0 else "")] if show_f1 else []
-    headers += [f"best val acc{unit}", "trainable params", "% of total", "samples/s"]
+    headers += ["answered" + (" (%)" if answered_scale == 100.0 else "")] if show_answered else []
+    headers += ["forgetting"] if show_forgetting else []
+    headers += [f"{score_label(val_key)}{' (%)' if val_scale == 100.0 else ''}"]
+    headers += ["trainable params", "% of total", "samples/s"]
     headers += ["peak memory", "checkpoint", "fit time (s)"]
     rows = []
     for r in summary.itertuples(index=False):
         cells = [PARETO_MARK if r.pareto else "", _name(r.model), _name(r.method), _name(r.data)]
         cells += [samples_per_class(r.samples_per_class)] if show_spc else []
-        cells += [str(r.n), mean_std(r.test_acc_mean, r.test_acc_std, acc_scale)]
+        cells += [str(r.n), mean_std(r.score_mean, r.score_std, scale, digits)]
+        cells += [_versus(r, scale, digits)] if show_vs else []
+        cells += [
+            mean_std(*(r.also or {}).get(n, (math.nan, math.nan)), scale, digits) for n in also
+        ]
         cells += [number(r.test_f1_mean * f1_scale, 2)] if show_f1 else []
-        cells += [number(r.val_acc_best_mean * acc_scale, 2)]
+        cells += [number(r.answered_mean * answered_scale, 1)] if show_answered else []
+        cells += [mean_std(r.forgetting_mean, r.forgetting_std, 1.0, 3)] if show_forgetting else []
+        cells += [number(r.val_best_mean * val_scale, val_digits)]
         cells += [human_count(r.params_trainable), pct(r.params_trainable_pct)]
         cells += [number(r.samples_per_s, 0 if (r.samples_per_s or 0) >= 100 else 1)]
         cells += [human_bytes(r.peak_memory_bytes), human_bytes(r.checkpoint_bytes)]
         cells += [number(r.fit_s, 1)]
         rows.append(cells)
     return headers, rows
+
+
+def table_notes(summary: pd.DataFrame) -> list[str]:
+    """What the table's task-specific columns mean, one line each, and how to add the
+    baseline a generative task's table lacks."""
+    score_key = _first(summary["score_key"], "test/acc")
+    label = score_label(score_key)
+    notes = []
+    if not higher_is_better(score_key):
+        notes.append(
+            f"Lower {label} is better: rows are sorted by it ascending and the Pareto front "
+            f"looks for a lower one."
+        )
+    if summary["zero_shot"].any():
+        units = ", in percentage points" if score_scale(summary) == 100.0 else ""
+        notes.append(
+            f"vs zero-shot: the row's mean {label} minus the zero-shot row's{units} (marked "
+            f"{BASELINE}: the untouched model, tested without training)."
+        )
+    if summary["answered_mean"].notna().any():
+        notes.append("answered: the share of test generations an answer could be read from.")
+    if summary["forgetting_mean"].notna().any():
+        notes.append(
+            "forgetting: how much the cross-entropy on general text rose from the untouched "
+            "model's (mean ± std over seeds); lower is better, below 0 it predicts general "
+            "text better than before."
+        )
+    task = _first(summary["task"], "")
+    if task in GENERATIVE_TASKS:
+        missing = [
+            f"{_name(p['model'].iloc[0])} · {_name(p['data'].iloc[0])}"
+            for _, p in summary.groupby(["model", "data"], dropna=False, sort=False)
+            if not p["zero_shot"].any()
+        ]
+        if missing:
+            notes.append(
+                f"No zero-shot row for {', '.join(missing)}: add `method=zero_shot` to the "
+                f"sweep (`ftlab-train -m task={task} method=zero_shot,...`) for the untouched "
+                "model's baseline."
+            )
+    return notes
+
+
+def _versus(row, scale: float, digits: int) -> str:
+    if row.zero_shot:
+        return BASELINE
+    if _missing(row.vs_zero_shot):
+        return DASH
+    return f"{float(row.vs_zero_shot) * scale:+.{digits}f}"
+
+
+def _first(values: pd.Series, default: str) -> str:
+    """The most common value of a text column (``default`` where it has none)."""
+    present = values.dropna()
+    return str(present.mode().iloc[0]) if len(present) else default
 
 
 def _name(value: object) -> str:

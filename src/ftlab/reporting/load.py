@@ -1,4 +1,9 @@
-"""Read the ``results.json`` every run writes into one tidy table, one row per run."""
+"""Read the ``results.json`` every run writes into one tidy table, one row per run.
+
+Besides the recorded keys, each row gets what the report compares by: its score (the
+value under the record's ``score`` key, the task's headline test metric), which way that
+score is better, and its best validation value (whichever ``val/*_best`` the run has).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,9 @@ import pandas as pd
 from ftlab.errors import FtlabError
 from ftlab.records import RESULTS_FILE, find_records, load_record
 
-TEXT_COLUMNS = ("model", "method", "method_label", "data", "status", "reason", "error")
+TEXT_COLUMNS = (
+    "model", "method", "method_label", "data", "task", "score", "status", "reason", "error",
+)  # fmt: skip
 FLOAT_COLUMNS = (
     "val/acc_best",
     "test/acc",
@@ -30,14 +37,40 @@ INT_COLUMNS = (
 )
 # The documented keys, in the order results.csv shows them; extra keys follow.
 KNOWN_COLUMNS = (
-    "model", "method", "method_label", "data", "data/samples_per_class", "seed", "status",
+    "model", "method", "method_label", "data", "task", "data/samples_per_class", "seed",
+    "status", "score",
     "val/acc_best", "test/acc", "test/f1",
     "params/trainable", "params/total", "params/trainable_pct",
     "speed/train_samples_per_s", "memory/peak_bytes", "checkpoint/bytes", "time/fit_s",
     "reason", "error", "run_dir", "overrides",
 )  # fmt: skip
-# Added by the loader: the name rows are compared under, and where the row came from.
-DERIVED_COLUMNS = ("method_name", "results_file")
+# Added by the loader: the name rows are compared under, where the row came from, and the
+# score it is compared by (see the module's docstring).
+DERIVED_COLUMNS = (
+    "method_name", "results_file",
+    "score_key", "score_value", "higher_is_better", "val_best_key", "val_best",
+)  # fmt: skip
+
+#: what every record before tasks were recorded was, and what such a record is scored by
+DEFAULT_TASK, DEFAULT_SCORE = "classify", "test/acc"
+#: the tasks that predict through a decoder's own LM head: their baseline is method=zero_shot
+GENERATIVE_TASKS = ("sft", "choice")
+ZERO_SHOT = "zero_shot"
+#: metric names (the part after ``split/``) for which a lower value is better
+LOWER_IS_BETTER = frozenset({"loss", "ppl", "perplexity", "forgetting", "general_ce", "ce"})
+#: what an sft run on data without checkable answers (no exact match) is scored by instead
+SFT_FALLBACK_SCORE = "test/loss"
+
+
+def metric_name(key: str) -> str:
+    """``test/exact_match`` -> ``exact_match``; ``val/loss_best`` -> ``loss``."""
+    return str(key).partition("/")[2].removesuffix("_best")
+
+
+def higher_is_better(key: str) -> bool:
+    """Whether a larger value of the metric ``key`` is better (accuracy, exact match), or a
+    smaller one (a loss, a perplexity, forgetting)."""
+    return metric_name(key) not in LOWER_IS_BETTER
 
 
 def find_results(root: str | os.PathLike) -> list[Path]:
@@ -57,14 +90,23 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
     """All runs under ``root``: one row per ``results.json``, every key a column.
 
     Missing keys are NaN, extra keys are kept. ``method_name`` is ``method_label`` where a
-    run has one, else ``method``; ``params/trainable_pct`` is computed where it is absent.
+    run has one, else ``method``; ``params/trainable_pct`` is computed where it is absent;
+    ``score_key``, ``score_value``, ``higher_is_better``, ``val_best_key`` and ``val_best``
+    say what the run is compared by (:func:`normalize`).
     """
     records = [load_record(p) for p in find_results(root)]
     return normalize(pd.DataFrame.from_records(records))
 
 
 def normalize(df: pd.DataFrame) -> pd.DataFrame:
-    """Give a frame of run records the known columns with their types (idempotent)."""
+    """Give a frame of run records the known columns with their types (idempotent).
+
+    A run's score is the value under its record's ``score`` key (``test/acc`` for a record
+    written before runs named theirs); an sft run without an exact match (its data has no
+    checkable answers) is scored by its test loss. ``higher_is_better`` follows the score's
+    metric name (:data:`LOWER_IS_BETTER`). ``val_best`` is the run's ``val/<score>_best``
+    when it has one, else the first ``val/*_best`` it has (sft's ``val/loss_best``).
+    """
     df = df.copy()
     for col in (*KNOWN_COLUMNS, "results_file"):
         if col not in df.columns:
@@ -85,8 +127,37 @@ def normalize(df: pd.DataFrame) -> pd.DataFrame:
     computed = 100.0 * df["params/trainable"].astype(float) / total.where(total > 0)
     df["params/trainable_pct"] = df["params/trainable_pct"].fillna(computed)
 
+    scores = [run_score(record) for record in df.to_dict("records")]
+    df["score_key"] = pd.Series([k for k, _ in scores], index=df.index, dtype=object)
+    df["score_value"] = pd.Series([v for _, v in scores], index=df.index, dtype=float)
+    df["higher_is_better"] = df["score_key"].map(higher_is_better).astype(bool)
+    best = [_val_best(record, key) for record, (key, _) in zip(df.to_dict("records"), scores)]
+    df["val_best_key"] = pd.Series([k for k, _ in best], index=df.index, dtype=object)
+    df["val_best"] = pd.Series([v for _, v in best], index=df.index, dtype=float)
+
     extras = sorted(c for c in df.columns if c not in KNOWN_COLUMNS + DERIVED_COLUMNS)
     return df[[*KNOWN_COLUMNS, *extras, *DERIVED_COLUMNS]].reset_index(drop=True)
+
+
+def run_score(record: dict) -> tuple[str, float]:
+    """A run record's score: its key and value (NaN where the run has none)."""
+    key = _text(record.get("score")) or DEFAULT_SCORE
+    value = _number(record.get(key))
+    if math.isnan(value) and record.get("task") == "sft":
+        fallback = _number(record.get(SFT_FALLBACK_SCORE))
+        if not math.isnan(fallback):
+            return SFT_FALLBACK_SCORE, fallback
+    return key, value
+
+
+def _val_best(record: dict, score_key: str) -> tuple[str | None, float]:
+    own = f"val/{metric_name(score_key)}_best"
+    keys = [own] + sorted(k for k in record if k.startswith("val/") and k.endswith("_best"))
+    for key in keys:
+        value = _number(record.get(key))
+        if not math.isnan(value):
+            return key, value
+    return None, math.nan
 
 
 def _text(value: object) -> str | None:

@@ -6,14 +6,18 @@ import pandas as pd
 
 from ftlab.errors import one_line
 from ftlab.records import DONE, FAILED, SKIPPED, UNREADABLE
-from ftlab.reporting.fmt import DASH, PARETO_MARK, table
+from ftlab.reporting.fmt import (
+    BASELINE,
+    DASH,
+    PARETO_MARK,
+    plot_title,
+    score_label,
+    table,
+    table_groups,
+    table_notes,
+)
 
 TEXT_HEADERS = {"model", "method", "data"}
-PLOT_CAPTIONS = {
-    "acc_vs_params": "Test accuracy vs trainable parameters",
-    "acc_vs_time": "Test accuracy vs training time",
-    "acc_vs_samples": "Test accuracy vs training samples per class",
-}
 
 
 def status_counts(df: pd.DataFrame) -> dict[str, int]:
@@ -38,20 +42,20 @@ def render(
     if summary.empty:
         out += ["No completed runs to compare.", ""]
     else:
-        out += [
-            f"One row per configuration over its `done` runs. Test accuracy is the mean ± "
-            f"sample standard deviation (ddof=1) over seeds ({DASH} for a single seed); the "
-            f"other columns are means over seeds. {PARETO_MARK} marks the Pareto front within "
-            f"a model and dataset: no other row reaches a higher test accuracy with as few or "
-            f"fewer trainable parameters.",
-            "",
-        ]
-        headers, rows = table(summary)
-        out += [*_table(headers, rows), ""]
+        groups = table_groups(summary)
+        out += [_about(summary), ""]
+        for group in groups:
+            if len(groups) > 1:
+                out += [f"### {_group_title(group)}", ""]
+            headers, rows = table(group)
+            out += [*_table(headers, rows), ""]
+            notes = table_notes(group)
+            if notes:
+                out += [*notes, ""] if len(notes) == 1 else [*(f"- {n}" for n in notes), ""]
     if plots:
         out += ["## Plots", ""]
         for key, name in plots.items():
-            caption = PLOT_CAPTIONS.get(key, key)
+            caption = plot_title(summary, key)
             out += [f"### {caption}", "", f"![{caption}]({name})", ""]
         if "acc_vs_samples" in plots:
             out += ["Runs on all samples have no samples-per-class value and appear only in "
@@ -72,6 +76,32 @@ def render(
         out += ["## Runs with another status", ""]
         out += [*_table(["model", "method", "data", "seed", "status", "run dir"], rows), ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _about(summary: pd.DataFrame) -> str:
+    """The paragraph over the tables: what a row is and what the marks mean."""
+    keys = set(summary["score_key"].dropna())
+    if keys <= {"test/acc"} and not summary["zero_shot"].any():
+        return (
+            f"One row per configuration over its `done` runs. Test accuracy is the mean ± "
+            f"sample standard deviation (ddof=1) over seeds ({DASH} for a single seed); the "
+            f"other columns are means over seeds. {PARETO_MARK} marks the Pareto front within "
+            f"a model and dataset: no other row reaches a higher test accuracy with as few or "
+            f"fewer trainable parameters."
+        )
+    return (
+        f"One row per configuration over its `done` runs. The score column is the task's "
+        f"headline test metric (test accuracy for classify and choice, exact match of the "
+        f"generated answer for sft), the mean ± sample standard deviation (ddof=1) over seeds "
+        f"({DASH} for a single seed); the other columns are means over seeds. {PARETO_MARK} "
+        f"marks the Pareto front within a model, dataset and task: no other row reaches a "
+        f"better score with as few or fewer trainable parameters."
+    )
+
+
+def _group_title(group: pd.DataFrame) -> str:
+    first = group.iloc[0]
+    return f"task={first['task']}: {score_label(first['score_key'])}"
 
 
 def _problem_section(df, status: str, heading: str, column: str, header: str) -> list[str]:
@@ -117,7 +147,8 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
 
 def _numeric_column(header: str, headers: list[str], rows: list[list[str]]) -> bool:
     i = headers.index(header)
-    return all(c == DASH or c[:1].isdigit() or c[:1] == "-" for c in (row[i] for row in rows))
+    cells = (row[i] for row in rows)
+    return all(c in (DASH, BASELINE) or c[:1].isdigit() or c[:1] in "-+" for c in cells)
 
 
 def _cell(text: str) -> str:

@@ -1,7 +1,9 @@
 """The comparison plots, drawn on matplotlib's Agg canvas (no display, no pyplot state).
 
-Each figure has one panel per (model, data[, samples per class]) and one legend; a method
-keeps its colour and marker across panels and figures.
+Each figure has one panel per (model, data[, task][, samples per class]) and one legend; a
+method keeps its colour and marker across panels and figures. The y axis is the panel's
+score (test accuracy, exact match), as the report's tables show it; a zero-shot row (the
+untouched model) is a horizontal line, the level each method is read against.
 """
 
 from __future__ import annotations
@@ -20,11 +22,20 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter
 
 from ftlab.atomic import atomic_write
-from ftlab.reporting.fmt import percent_scale, samples_per_class, varies
+from ftlab.reporting.fmt import (
+    SCORE_TITLES,
+    plot_title,
+    samples_per_class,
+    score_label,
+    score_scale,
+    varies,
+)
 
 DPI = 150
 MARKERS = "osD^vP*Xhp<>"
 FRONT_STYLE = {"color": "0.3", "linestyle": "--", "linewidth": 1.3}
+BASELINE_STYLE = {"color": "firebrick", "linestyle": ":", "linewidth": 1.6}
+BASELINE_LABEL = "zero-shot (untouched model)"
 
 
 def method_styles(methods: Iterable[str]) -> dict[str, tuple[tuple, str]]:
@@ -35,20 +46,20 @@ def method_styles(methods: Iterable[str]) -> dict[str, tuple[tuple, str]]:
 
 
 def plot_acc_vs_params(summary: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Test accuracy against trainable parameters (log x), with the Pareto front as steps."""
+    """The score against trainable parameters (log x), with the Pareto front as steps."""
     return _scatter(
         summary,
         path,
         x="params_trainable",
         xlabel="trainable parameters (log scale)",
-        suptitle="Test accuracy vs trainable parameters",
+        suptitle=plot_title(summary, "acc_vs_params"),
         log_x=True,
         front=True,
     )
 
 
 def plot_acc_vs_time(summary: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Test accuracy against wall-clock fit time, with error bars both ways over seeds."""
+    """The score against wall-clock fit time, with error bars both ways over seeds."""
     times = summary["fit_s"].astype(float)
     times = times[times > 0]
     log_x = len(times) > 0 and times.max() / times.min() > 20
@@ -58,36 +69,39 @@ def plot_acc_vs_time(summary: pd.DataFrame, path: str | os.PathLike) -> Path:
         x="fit_s",
         xerr="fit_s_std",
         xlabel="fit time (s" + (", log scale)" if log_x else ")"),
-        suptitle="Test accuracy vs training time",
+        suptitle=plot_title(summary, "acc_vs_time"),
         log_x=log_x,
         front=False,
     )
 
 
 def plot_acc_vs_samples(summary: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Test accuracy against training samples per class, one line per method (log x).
+    """The score against training samples per class, one line per method (log x).
 
     Full-data rows (no samples-per-class limit) have no x position and are left out here.
     """
     styles = method_styles(summary["method"])
-    scale, ylabel = _acc_axis(summary)
+    axis = _score_axes(summary)
     # Only the (model, data) pairs that have few-shot rows get a panel.
     fewshot = summary[np.isfinite(summary["samples_per_class"].astype(float))]
-    panels = _panels(fewshot, ["model", "data"])
-    fig, axes = _figure(len(panels), "Test accuracy vs training samples per class")
+    panels = _panels(fewshot, ["model", "data", "task", "score_key"])
+    fig, axes = _figure(len(panels), plot_title(summary, "acc_vs_samples"))
     used: list[str] = []
+    baseline = False
     for ax, (title, panel) in zip(axes, panels):
+        scale, ylabel = axis[_axis_key(panel)]
         ticks: set[float] = set()
-        for method, rows in panel.groupby("method", sort=True):
+        baseline |= _baselines(ax, panel, scale)
+        for method, rows in panel[~panel["zero_shot"]].groupby("method", sort=True):
             rows = rows.sort_values("samples_per_class")
-            rows = rows[np.isfinite(rows["test_acc_mean"].astype(float))]
+            rows = rows[np.isfinite(rows["score_mean"].astype(float))]
             if rows.empty:
                 continue
             colour, marker = styles[str(method)]
             ax.errorbar(
                 rows["samples_per_class"],
-                rows["test_acc_mean"] * scale,
-                yerr=rows["test_acc_std"].fillna(0.0) * scale,
+                rows["score_mean"] * scale,
+                yerr=rows["score_std"].fillna(0.0) * scale,
                 color=colour,
                 marker=marker,
                 markersize=6,
@@ -105,30 +119,36 @@ def plot_acc_vs_samples(summary: pd.DataFrame, path: str | os.PathLike) -> Path:
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.margins(x=0.08, y=0.1)
         _decorate(ax, title, "training samples per class (log scale)", ylabel)
-    _legend(fig, styles, used)
+    _legend(fig, styles, used, baseline=baseline)
     return _save(fig, path)
 
 
 def _scatter(summary, path, *, x, xlabel, suptitle, log_x, front, xerr=None) -> Path:
     styles = method_styles(summary["method"])
-    scale, ylabel = _acc_axis(summary)
-    panels = _panels(summary, ["model", "data", "samples_per_class"])
+    axis = _score_axes(summary)
+    panels = _panels(summary, ["model", "data", "task", "score_key", "samples_per_class"])
     fig, axes = _figure(len(panels), suptitle)
     used: list[str] = []
+    baseline = False
     for ax, (title, panel) in zip(axes, panels):
+        scale, ylabel = axis[_axis_key(panel)]
         xs = panel[x].astype(float)
-        ok = np.isfinite(xs) & np.isfinite(panel["test_acc_mean"].astype(float))
-        panel = panel[ok & (xs > 0)] if log_x else panel[ok]
-        if panel.empty:
+        ok = np.isfinite(xs) & np.isfinite(panel["score_mean"].astype(float))
+        # the untouched model trains nothing: a level to read against, not a point
+        ok &= ~panel["zero_shot"].astype(bool)
+        points = panel[ok & (xs > 0)] if log_x else panel[ok]
+        if points.empty:
             _empty(ax, title, f"no runs with {xlabel.split(' (')[0]}")
             continue
+        baseline |= _baselines(ax, panel, scale)
+        panel = points
         for r in panel.itertuples(index=False):
             colour, marker = styles[str(r.method)]
-            y = r.test_acc_mean * scale
+            y = r.score_mean * scale
             ax.errorbar(
                 getattr(r, x),
                 y,
-                yerr=0.0 if pd.isna(r.test_acc_std) else r.test_acc_std * scale,
+                yerr=0.0 if pd.isna(r.score_std) else r.score_std * scale,
                 xerr=None if xerr is None or pd.isna(getattr(r, xerr)) else getattr(r, xerr),
                 color=colour,
                 marker=marker,
@@ -156,23 +176,26 @@ def _scatter(summary, path, *, x, xlabel, suptitle, log_x, front, xerr=None) -> 
             used.append(str(r.method))
         if front:
             pts = panel[panel["pareto"]].sort_values(x)
-            ax.step(pts[x], pts["test_acc_mean"] * scale, where="post", zorder=2, **FRONT_STYLE)
+            ax.step(pts[x], pts["score_mean"] * scale, where="post", zorder=2, **FRONT_STYLE)
         if log_x:
             ax.set_xscale("log")
             if x == "params_trainable":
                 ax.xaxis.set_major_formatter(FuncFormatter(_count_tick))
         ax.margins(x=0.15, y=0.12)
         _decorate(ax, title, xlabel, ylabel)
-    _legend(fig, styles, used, front=front)
+    _legend(fig, styles, used, front=front, baseline=baseline)
     return _save(fig, path)
 
 
 def _panels(summary: pd.DataFrame, keys: list[str]) -> list[tuple[str, pd.DataFrame]]:
     show_spc = "samples_per_class" in keys and varies(summary["samples_per_class"])
+    show_task = summary["task"].nunique(dropna=False) > 1
     panels = []
     for _, panel in summary.groupby(keys, dropna=False, sort=False):
         first = panel.iloc[0]
         title = f"{first['model']} · {first['data']}"
+        if show_task:
+            title += f" · {first['task']}"
         if show_spc:
             spc = samples_per_class(first["samples_per_class"])
             title += " · all samples" if spc == "all" else f" · {spc} samples/class"
@@ -192,9 +215,27 @@ def _figure(n: int, suptitle: str) -> tuple[Figure, list]:
     return fig, axes[:n]
 
 
-def _acc_axis(summary: pd.DataFrame) -> tuple[float, str]:
-    scale = percent_scale(summary["test_acc_mean"], summary["val_acc_best_mean"])
-    return scale, "test accuracy (%)" if scale == 100.0 else "test accuracy"
+def _axis_key(panel: pd.DataFrame) -> tuple:
+    first = panel.iloc[0]
+    return first["task"], first["score_key"]
+
+
+def _score_axes(summary: pd.DataFrame) -> dict[tuple, tuple[float, str]]:
+    """The scale and y label per (task, score), the same as the report's tables use."""
+    axes = {}
+    for key, group in summary.groupby(["task", "score_key"], dropna=False, sort=False):
+        scale = score_scale(group)
+        label = SCORE_TITLES.get(key[1], score_label(key[1]))
+        axes[key] = (scale, f"{label} (%)" if scale == 100.0 else label)
+    return axes
+
+
+def _baselines(ax, panel: pd.DataFrame, scale: float) -> bool:
+    """The panel's zero-shot level as a horizontal line; whether it had one."""
+    levels = panel.loc[panel["zero_shot"].astype(bool), "score_mean"].astype(float).dropna()
+    for level in levels:
+        ax.axhline(level * scale, zorder=1, **BASELINE_STYLE)
+    return len(levels) > 0
 
 
 def _decorate(ax, title: str, xlabel: str, ylabel: str) -> None:
@@ -211,13 +252,17 @@ def _empty(ax, title: str, message: str) -> None:
     ax.set_yticks([])
 
 
-def _legend(fig: Figure, styles: dict, used: list[str], front: bool = False) -> None:
+def _legend(
+    fig: Figure, styles: dict, used: list[str], front: bool = False, baseline: bool = False
+) -> None:
     handles = [
         Line2D([], [], color=styles[m][0], marker=styles[m][1], linestyle="", markersize=7, label=m)
         for m in sorted(set(used))
     ]
     if front:
         handles.append(Line2D([], [], label="Pareto front", **FRONT_STYLE))
+    if baseline:
+        handles.append(Line2D([], [], label=BASELINE_LABEL, **BASELINE_STYLE))
     if handles:
         fig.legend(handles=handles, loc="outside right upper", title="method", frameon=False)
 

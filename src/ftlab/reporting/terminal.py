@@ -6,13 +6,14 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from ftlab.reporting.fmt import PARETO_MARK, table
+from ftlab.reporting.fmt import PARETO_MARK, score_label, table, table_groups, table_notes
 from ftlab.reporting.markdown import counts_line
 
 # Columns the terminal drops when it is too narrow for all of them; report.md keeps them.
 SECONDARY_COLUMNS = (
-    "best val acc",
+    "best val",
     "test F1",
+    "answered",
     "% of total",
     "samples/s",
     "peak memory",
@@ -22,10 +23,22 @@ LOG_WIDTH = 240
 
 
 def print_table(df: pd.DataFrame, summary: pd.DataFrame, title: str, console: Console) -> None:
-    """The comparison table and the run counts, on the terminal."""
+    """The comparison table (one per task and score) and the run counts, on the terminal."""
     if summary.empty:
         console.print(f"[bold]{title}[/]: no completed runs ({counts_line(df)})")
         return
+    groups = table_groups(summary)
+    for group in groups:
+        first = group.iloc[0]
+        shown = title
+        if len(groups) > 1:
+            shown = f"{title}: task={first['task']}, {score_label(first['score_key'])}"
+        _print_group(df, group, shown, console)
+        for note in table_notes(group):
+            console.print(note, highlight=False, markup=False)
+
+
+def _print_group(df: pd.DataFrame, summary: pd.DataFrame, title: str, console: Console) -> None:
     headers, rows = table(summary)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     keep = list(range(len(headers)))
