@@ -168,14 +168,18 @@ def _fit_and_test(
 
 def _also_test(cfg: DictConfig, trainer, module, backbone) -> dict[str, Any]:
     """The tested model (the best checkpoint's weights) scored on more data configs
-    (``also_test=[gsm8k]``), with the same task; their metrics as ``<data>/test/...``."""
+    (``also_test=[gsm8k]``, each entry a data config's name and its overrides:
+    ``"gsm8k data.test_samples=50"``), with the same task; their metrics as
+    ``<data>/test/...``."""
     from hydra.utils import instantiate
 
     from ftlab.config import compose_config
 
     out: dict[str, Any] = {}
-    for name in cfg.get("also_test") or []:
-        data = instantiate(compose_config([f"data={name}", f"seed={cfg.get('seed') or 0}"]).data)
+    for entry in cfg.get("also_test") or []:
+        name, *overrides = str(entry).split()  # "gsm8k data.test_samples=50"
+        seed = f"seed={cfg.get('seed') or 0}"
+        data = instantiate(compose_config([f"data={name}", seed, *overrides]).data)
         data.use_task(module.task)
         data.set_preprocessing(backbone.preprocessing(), model_name=backbone.label)
         data.prepare_data()
