@@ -77,7 +77,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 #: itself): a module imports from its own layer or the ones below it, never from one above.
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("entry points", frozenset({"train", "evaluate", "report", "data_cli", "export"})),
-    ("a run's set-up", frozenset({"config", "sweep", "loggers", "checkpoints"})),
+    ("a run's set-up", frozenset({"config", "sweep", "tune", "loggers", "checkpoints"})),
     (
         "parts",
         frozenset(

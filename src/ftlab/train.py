@@ -22,7 +22,13 @@ from ftlab.config import (
     resolved,
 )
 from ftlab.console import log, quiet_console
-from ftlab.errors import MethodNotApplicable, exit_on_user_error, root_cause, user_error
+from ftlab.errors import (
+    ConfigError,
+    MethodNotApplicable,
+    exit_on_user_error,
+    root_cause,
+    user_error,
+)
 from ftlab.loggers import build_loggers, close_wandb, log_results
 from ftlab.records import RunRecord, finished_record
 from ftlab.settings import check_trainer
@@ -71,6 +77,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import lightning.pytorch as pl
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
+    budget = apply_budget(cfg)
     check_trainer(cfg.trainer)  # a GPU it lacks, a run that trains nothing: before any file
     out_dir = Path(cfg.paths.output_dir)
     done = finished_record(out_dir)
@@ -90,7 +97,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if cfg.get("seed") is not None:
             pl.seed_everything(cfg.seed, workers=True)
         datamodule, backbone, module, method = build(cfg)
-        record.update(method_label=method.label, task=module.task.name, score=module.task.score)
+        record.update(method_label=method.label, method_kind=method.kind, budget=budget)
+        record.update(stage=cfg.get("stage"), tuning=_plain(cfg.get("tuning")))
+        record.update(task=module.task.name, score=module.task.score)
         record.update(**{"data/samples_per_class": cfg.data.get("samples_per_class")})
         module.run_info = {"config": run_config, "class_names": list(datamodule.class_names)}
         trainer, cost, cache = _trainer(cfg, method, run_config)
@@ -232,6 +241,49 @@ def _num(value: Any) -> Any:
         return value
 
 
+BUDGET_UNITS = {"epoch": "epochs", "epochs": "epochs", "step": "steps", "steps": "steps",
+                "second": "seconds", "seconds": "seconds", "s": "seconds"}  # fmt: skip
+
+
+def apply_budget(cfg: DictConfig) -> str:
+    """The training budget (``budget="200 steps"``, ``"3 epochs"``, ``"600 seconds"``) set
+    on the trainer, so every job of a comparison gets the same; returns it as the run
+    records it (the trainer's own epochs or steps when no budget is given). A budget in
+    seconds caps the time; the learning-rate schedule still spans ``trainer.max_epochs``."""
+    budget = cfg.get("budget")
+    trainer = cfg.trainer
+    if budget is None:
+        steps = trainer.get("max_steps", -1)
+        return (
+            f"{steps} steps" if steps not in (None, -1) else f"{trainer.get('max_epochs')} epochs"
+        )
+    amount, _, unit = str(budget).strip().partition(" ")
+    unit = BUDGET_UNITS.get(unit.strip().lower())
+    try:
+        value = int(amount)
+    except ValueError:
+        value = -1
+    if unit is None or value < 1:
+        raise ConfigError(
+            f"budget={budget!r} is not a number and a unit; use e.g. budget='200 steps', "
+            "budget='3 epochs' or budget='600 seconds'."
+        )
+    with open_dict(trainer):
+        if unit == "epochs":
+            trainer.max_epochs, trainer.max_steps = value, -1
+        elif unit == "steps":
+            trainer.max_epochs, trainer.max_steps = -1, value
+        else:
+            trainer.max_time = {"seconds": value}
+    return f"{value} {unit}"
+
+
+def _plain(value: Any) -> Any:
+    from ftlab.plain import plain
+
+    return plain(value)
+
+
 def _metric_name(key: str) -> str:
     """``test/acc`` -> ``accuracy``, ``val/loss_best`` -> ``loss``, as the summary says them."""
     name = key.partition("/")[2].removesuffix("_best")
@@ -289,7 +341,9 @@ def main(cfg: DictConfig) -> float | None:
     quiet_console()
     multirun = in_multirun()
     if cfg.get("print_config", True):
-        print_config_tree(cfg, ("model", "method", "data", "module", "trainer", "logger", "seed"))
+        print_config_tree(
+            cfg, ("task", "model", "method", "data", "module", "trainer", "logger", "seed")
+        )
     metric = cfg.get("optimized_metric")
     nothing = float("nan") if metric else None  # a sweeper sees a failed trial, not a crash
     try:

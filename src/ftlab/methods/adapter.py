@@ -122,6 +122,7 @@ def validate_layers(layers: Any, num_blocks: int | None = None) -> list[int] | N
 
 
 class Adapter(Method):
+    kind = "additive"
     name = "adapter"
     requires = frozenset({Capability.BLOCKS, Capability.MLP_OUTPUT})
     suggestion = "Use lora, last_n or full, which need only blocks."

@@ -29,6 +29,10 @@ class Method(pl.Callback):
     suggestion: ClassVar[str] = ""
     #: False for a method that trains nothing (the untouched model is only tested)
     trains: ClassVar[bool] = True
+    #: the kind of mechanism, as reports group methods: "unfreezing" (the probe, last_n,
+    #: full), "reparameterising" (LoRA and its kin), "additive" (adapters, IA3's scaling
+    #: vectors), "soft prompts" (prompts, prefixes), "selective" (BitFit, LN tuning)
+    kind: ClassVar[str] = "other"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -50,6 +54,7 @@ class Method(pl.Callback):
         lr: float | None = None,
         layer_decay: float | None = None,
         name: str | None = None,
+        lr_grid: list[float] | None = None,
         **unknown: Any,
     ):
         if name is not None:  # a variant's own name (dora, adapter_pfeiffer, ...)
@@ -67,6 +72,10 @@ class Method(pl.Callback):
             raise ConfigError(f"method.layer_decay={layer_decay} must be in (0, 1].")
         self.lr = lr
         self.layer_decay = layer_decay
+        # what a tuned sweep (tune=lr) tries for this method; training reads only lr
+        self.lr_grid = [float(x) for x in lr_grid] if lr_grid is not None else None
+        if self.lr_grid and min(self.lr_grid) <= 0:
+            raise ConfigError(f"method.lr_grid={self.lr_grid} must hold rates > 0.")
 
     @classmethod
     def settings(cls) -> list[str]:

@@ -11,6 +11,7 @@ from ftlab.methods.base import Method, train_block_extras
 
 
 class BitFit(Method):
+    kind = "selective"
     name = "bitfit"
     requires = frozenset({Capability.BLOCKS})
 

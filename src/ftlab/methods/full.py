@@ -10,6 +10,7 @@ from ftlab.methods.base import Method
 
 
 class Full(Method):
+    kind = "unfreezing"
     name = "full"
     requires = frozenset({Capability.BLOCKS})
 

@@ -13,6 +13,7 @@ from ftlab.methods.base import Method, validate_count
 
 
 class Gradual(Method):
+    kind = "unfreezing"
     name = "gradual"
     requires = frozenset({Capability.BLOCKS})
 

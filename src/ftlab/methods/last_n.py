@@ -9,6 +9,7 @@ from ftlab.methods.base import Method, validate_count
 
 
 class LastN(Method):
+    kind = "unfreezing"
     name = "last_n"
     requires = frozenset({Capability.BLOCKS})
 

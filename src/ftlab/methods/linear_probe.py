@@ -6,4 +6,5 @@ from ftlab.methods.base import Method
 
 
 class LinearProbe(Method):
+    kind = "unfreezing"
     name = "linear_probe"

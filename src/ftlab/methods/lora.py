@@ -19,6 +19,7 @@ from ftlab.methods.peft_tuner import PeftInjected, build_config
 
 
 class LoRA(PeftInjected):
+    kind = "reparameterising"
     name = "lora"
     requires = frozenset({Capability.LORA_TARGETS})
 

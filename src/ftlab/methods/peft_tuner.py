@@ -280,6 +280,14 @@ class PeftTuner(PeftInjected):
                 f"{suggest(unknown[0], options)}"
             )
 
+    #: peft tuners that are not low-rank or orthogonal reparameterisations of a weight
+    KINDS = {"IA3": "additive", "LN_TUNING": "selective"}
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        peft_type = str(getattr(_peft_type_of(self.config_class), "value", ""))
+        return self.KINDS.get(peft_type, "reparameterising")
+
     @property
     def label(self) -> str:
         size = next((f"{k}={self.tuner[k]}" for k in self.SIZE_KNOBS if k in self.tuner), "")

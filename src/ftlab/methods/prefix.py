@@ -79,6 +79,7 @@ class PrefixKV(nn.Module):
 
 
 class Prefix(Method):
+    kind = "soft prompts"
     name = "prefix"
     requires = frozenset({Capability.ATTENTION_KV})
     suggestion = (

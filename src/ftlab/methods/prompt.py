@@ -60,6 +60,7 @@ class PromptTokens(nn.Module):
 
 
 class Prompt(Method):
+    kind = "soft prompts"
     name = "prompt"
     requires = frozenset({Capability.TOKEN_INPUT})
     suggestion = "Use lora, last_n or full, which need only blocks."

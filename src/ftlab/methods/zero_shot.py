@@ -8,6 +8,7 @@ from ftlab.methods.base import Method
 
 
 class ZeroShot(Method):
+    kind = "none"
     name = "zero_shot"
     requires = frozenset({Capability.LM_HEAD})
     suggestion = (

@@ -1,0 +1,1 @@
+"""ftlab's Hydra plugins: the tuned sweeper (:mod:`ftlab.tune`)."""

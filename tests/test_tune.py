@@ -1,0 +1,108 @@
+"""tune=lr: every method at its own learning rate, chosen on validation data (never on the
+test split), then every seed at the chosen rate; the choice recorded, the sweep resumable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from ftlab.records import find_records, load_record
+from ftlab.tune import _override_value, _records
+from tests.conftest import TINY_CNN, ftlab_cli
+
+
+def test_a_tuning_record_is_an_override_hydra_reads_back():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    choice = {
+        "param": "method.lr", "metric": "val/acc_best", "seeds": [0, 1],
+        "grid": [0.001, 0.003], "scores": {"0.001": 0.5, "0.003": 0.625}, "chosen": 0.003,
+    }  # fmt: skip
+    parsed = OverridesParser.create().parse_overrides([f"tuning={_override_value(choice)}"])
+    value = parsed[0].value()
+    assert value["metric"] == "val/acc_best" and value["chosen"] == 0.003
+    assert value["scores"] == [[0.001, 0.5], [0.003, 0.625]]  # pairs: Hydra keys are names
+
+
+@pytest.fixture(scope="module")
+def tuned_sweep(tmp_path_factory, data_dir):
+    root = tmp_path_factory.mktemp("tuned")
+    args = [
+        "-m", *[o for o in TINY_CNN if o != "callbacks=none"], "callbacks=default",
+        "~callbacks.progress_bar", "~callbacks.lr_monitor",
+        "method=linear_probe,last_n", "method.lr_grid=[0.001,0.03]", "seed=0,1",
+        "tune=lr", "hydra.sweeper.seeds=[0]", f"hydra.sweep.dir={root}",
+    ]  # fmt: skip
+    proc = ftlab_cli("train", *args, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, args, proc
+
+
+@pytest.mark.slow
+def test_stage_one_chooses_on_validation_and_stage_two_runs_every_seed_at_the_choice(
+    tuned_sweep,
+):
+    root, _, _ = tuned_sweep
+    records = [load_record(p) for p in find_records(root)]
+    select = [r for r in records if r.get("stage") == "select"]
+    final = [r for r in records if r.get("stage") == "final"]
+    assert len(select) == 2 * 2 and len(final) == 2 * 2  # methods x rates, methods x seeds
+    assert all(not any(k.startswith("test/") for k in r) for r in select)  # never tested
+    assert all("test/acc" in r for r in final)
+    tuning = json.loads((root / "tuning.json").read_text())
+    for choice in tuning:
+        method = next(o for o in choice["configuration"] if o.startswith("method=")).split("=")[1]
+        runs = [r for r in select if r["method"] == method]
+        best = max(runs, key=lambda r: r["val/acc_best"])
+        chosen_lr = OmegaConf.load(Path(best["run_dir"]) / "config.yaml").method.lr
+        assert choice["chosen"] == pytest.approx(chosen_lr), method
+        assert choice["metric"] == "val/acc_best" and choice["grid"] == [0.001, 0.03]
+        for record in (r for r in final if r["method"] == method):
+            config = OmegaConf.load(Path(record["run_dir"]) / "config.yaml")
+            assert config.method.lr == pytest.approx(choice["chosen"])
+            assert record["tuning"]["chosen"] == pytest.approx(choice["chosen"])
+    assert sorted(r["seed"] for r in final) == [0, 0, 1, 1]
+    assert len(_records(root, stage="final", configuration=("method=last_n",))) == 2
+
+
+@pytest.mark.slow
+def test_the_tuned_sweep_resumes_without_training_again(tuned_sweep):
+    root, args, _ = tuned_sweep
+    before = {p: p.stat().st_mtime for p in find_records(root)}
+    proc = ftlab_cli("train", *args, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {p: p.stat().st_mtime for p in find_records(root)} == before
+
+
+@pytest.mark.parametrize(
+    ("budget", "expected", "trainer"),
+    [
+        ("200 steps", "200 steps", {"max_steps": 200, "max_epochs": -1}),
+        ("3 epochs", "3 epochs", {"max_epochs": 3, "max_steps": -1}),
+        ("1 epoch", "1 epochs", {"max_epochs": 1}),
+        ("600 seconds", "600 seconds", {"max_time": {"seconds": 600}}),
+        (None, "1 epochs", {"max_epochs": 1}),  # TINY_CNN's trainer.max_epochs=1
+    ],
+)
+def test_a_budget_sets_the_trainer_and_is_recorded_as_said(budget, expected, trainer, make_cfg):
+    from ftlab.train import apply_budget
+
+    cfg = make_cfg(*([f"budget={budget}"] if budget else []))
+    assert apply_budget(cfg) == expected
+    for key, value in trainer.items():
+        got = cfg.trainer[key]
+        assert (OmegaConf.to_container(got) if hasattr(got, "keys") else got) == value
+
+
+@pytest.mark.parametrize("budget", ["five steps", "0 epochs", "3 fortnights", "200"])
+def test_a_budget_that_is_not_a_number_and_a_unit_is_a_sentence(budget, make_cfg):
+    from ftlab.errors import ConfigError
+    from ftlab.train import apply_budget
+
+    with pytest.raises(
+        ConfigError, match=r"is not a number and a unit; use e.g. budget='200 steps'"
+    ):
+        apply_budget(make_cfg(f"budget='{budget}'"))
