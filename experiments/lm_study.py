@@ -4,6 +4,12 @@ on three seeds, with the untouched model (zero_shot) on the same seeds.
 
     OMP_NUM_THREADS=1 python experiments/lm_study.py sft_math       # or boolq_choice
     python experiments/lm_study.py sft_math --report-only            # re-write the report
+    python experiments/lm_study.py boolq_choice --fixed              # no stage 1 (see below)
+    python experiments/lm_study.py sft_math --methods=lora,full      # a subset
+
+``--fixed`` skips stage 1 and trains every method at the centre of its grid: a third of the
+CPU time, for a study that asks "does a method beat the untouched model?" rather than "which
+method wins?" (the second needs stage 1; ``lr_selection.md`` says which was done).
 
 Every job is the real ``ftlab-train`` command line (shown as it runs), so each stage can be
 rerun by hand; a finished job is not trained again. Writes, in ``experiments/<study>/``:
@@ -84,7 +90,9 @@ def _lr(record: dict) -> float:
     return float(line.split(":", 1)[1])
 
 
-def run(study: str, report_only: bool = False) -> None:
+def run(
+    study: str, report_only: bool = False, fixed: bool = False, only: list[str] | None = None
+) -> None:
     work = ROOT / "logs" / "studies" / study
     out = ROOT / "experiments" / study
     out.mkdir(parents=True, exist_ok=True)
@@ -93,6 +101,8 @@ def run(study: str, report_only: bool = False) -> None:
         rows = ["| method | chosen on | validation score per learning rate (seed 0) | picked |",
                 "|---|---|---|---|"]  # fmt: skip
         for method in methods_of(study):
+            if only and method not in only and method != "zero_shot":
+                continue
             if method == "zero_shot":
                 ftlab_train(
                     "-m", f"experiment={study}", "method=zero_shot",
@@ -100,18 +110,27 @@ def run(study: str, report_only: bool = False) -> None:
                     f"hydra.sweep.dir={final / method}",
                 )  # fmt: skip
                 continue
-            pick, table = select(study, method, work)
-            rows += table
+            if fixed:
+                pick = GRIDS[method][1]
+                rows.append(f"| {method} | not tuned (--fixed) | - | {pick:g} |")
+            else:
+                pick, table = select(study, method, work)
+                rows += table
             ftlab_train(
                 "-m", f"experiment={study}", f"method={method}", f"method.lr={pick:g}",
                 f"seed={','.join(map(str, SEEDS))}", "logger=csv",
                 f"hydra.sweep.dir={final / method}",
             )  # fmt: skip
+        how = (
+            "Stage 1 was skipped (`--fixed`): every method trained at the centre of its grid "
+            "in `experiments/lm_study.py`, untuned, on seeds 0, 1, 2."
+            if fixed
+            else "Stage 1 of `experiments/lm_study.py`: three learning rates per method, seed "
+            "0, scored on the validation split (never the test split); stage 2 ran every "
+            "method at its pick on seeds 0, 1, 2."
+        )
         (out / "lr_selection.md").write_text(
-            f"# {study}: each method's learning rate, chosen on validation data\n\n"
-            "Stage 1 of `experiments/lm_study.py`: three learning rates per method, seed 0, "
-            "scored on the validation split (never the test split); stage 2 ran every "
-            "method at its pick on seeds 0, 1, 2.\n\n" + "\n".join(rows) + "\n"
+            f"# {study}: each method's learning rate\n\n{how}\n\n" + "\n".join(rows) + "\n"
         )
     subprocess.run(
         [str(Path(sys.executable).with_name("ftlab-report")), str(final)], check=True, cwd=ROOT
@@ -123,4 +142,11 @@ def run(study: str, report_only: bool = False) -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    run(sys.argv[1], report_only="--report-only" in sys.argv[2:])
+    flags = sys.argv[2:]
+    subset = next((f.split("=", 1)[1] for f in flags if f.startswith("--methods=")), "")
+    run(
+        sys.argv[1],
+        report_only="--report-only" in flags,
+        fixed="--fixed" in flags,
+        only=[m for m in subset.split(",") if m] or None,
+    )
