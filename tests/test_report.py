@@ -262,11 +262,20 @@ def test_report_md_table(report):
     assert f"{N_RUNS} runs" in md and f"{N_RUNS - 3} done, 1 skipped, 1 failed, 1 unreadable" in md
     lines = [line for line in md.splitlines() if line.startswith("| ")]
     row = {line.split(" | ")[2]: line for line in lines if "efficientnet_lite0" in line}
-    assert "| ★ | efficientnet_lite0 | lora | cifar10 | 3 | 88.00 ± 2.65 | 89.00 |" in row["lora"]
-    linear = "| ★ | efficientnet_lite0 | linear_probe | cifar10 | 3 | 82.00 ± 2.00 |"
+    # mean [t interval]: 88 ± 4.303 * 2.65 / sqrt(3); lora - probe paired by seed: .06, .05,
+    # .07 -> 6 ± 4.303 * 1 / sqrt(3); full, the best, has one seed: nothing to pair over
+    lora = (
+        "| ★ | efficientnet_lite0 | lora | cifar10 | 3 | 88.00 [81.43, 94.57] | +6.00 [3.52, 8.48]"
+    )
+    assert lora + " | -3.00 (1 seed) | 89.00 |" in row["lora"]
+    linear = (
+        "| ★ | efficientnet_lite0 | linear_probe | cifar10 | 3 | 82.00 [77.03, 86.97] | baseline"
+    )
     assert linear in row["linear_probe"]
-    assert row["last_n(n=2)"].startswith("|  | efficientnet_lite0 | last_n(n=2) | cifar10 | 3 |")
-    assert "| 89.00 ± — |" in row["full"]  # one seed: no std
+    # off the front, but 2 points under lora (the front at its size) with an interval that
+    # crosses 0: not distinguishable from the front on these seeds
+    assert row["last_n(n=2)"].startswith("| ☆ | efficientnet_lite0 | last_n(n=2) | cifar10 | 3 |")
+    assert "| 89.00 [—] | +9.00 (1 seed) | best |" in row["full"]  # one seed: no interval
     assert "| 150.0 K | 4.41% |" in row["lora"]  # 150_000 / 3_400_000
     assert "| 1.2 M | 35.3% |" in row["last_n(n=2)"]
     assert "| 600.0 MiB | 585.9 KiB |" in row["lora"]  # peak memory, 4 * 150_000 bytes
@@ -320,7 +329,7 @@ def test_fewshot_sweep_gets_rows_per_sample_count_and_its_plot(fewshot, fewshot_
     _png_size(path)
     md = fewshot_report["report"].read_text()
     assert "| samples/class |" in md and "](acc_vs_samples.png)" in md
-    assert "| efficientnet_lite0 | lora | cifar10 | 2 | 2 | 53.00 ± 4.24 |" in md
+    assert "| efficientnet_lite0 | lora | cifar10 | 2 | 2 | 53.00 [14.88, 91.12] |" in md
 
 
 def test_stale_fewshot_plot_is_removed_when_samples_no_longer_vary(fewshot, sweep, tmp_path):
@@ -349,7 +358,7 @@ def test_results_csv_has_every_run_and_key(report):
 def test_cli_writes_report_and_prints_table_with_counts(sweep, tmp_path, capsys):
     assert main([str(sweep), "--out", str(tmp_path / "out"), "--title", "CLI run"]) == 0
     out = capsys.readouterr().out
-    assert "CLI run" in out and "efficientnet_lite0" in out and "88.00 ± 2.65" in out
+    assert "CLI run" in out and "efficientnet_lite0" in out and "88.00 [81.43, 94.57]" in out
     assert f"{N_RUNS - 3} done, 1 skipped, 1 failed, 1 unreadable" in out
     assert (tmp_path / "out" / "report.md").read_text().startswith("# CLI run\n")
 
@@ -548,14 +557,19 @@ def test_sft_panel_scores_exact_match_against_its_zero_shot_row(tmp_path):
     }  # fmt: skip
 
     md = write_report(tmp_path, title="SFT")["report"].read_text()
-    assert _header(md)[5:10] == [
-        "exact match (%)", "vs zero-shot", "answered (%)", "forgetting", "best val loss",
+    assert _header(md)[5:11] == [
+        "exact match (%)", "vs zero-shot", "vs best", "answered (%)", "forgetting",
+        "best val loss",
     ]  # fmt: skip
     rows = _table_rows(md)
-    assert "| 3 | 32.00 ± 2.00 | +22.00 | 90.0 | 0.120 ± 0.020 | 1.080 | 460.8 K |" in rows["lora"]
-    assert "| 2 | 42.00 ± 2.83 | +32.00 | 100.0 | 0.600 ± 0.141 | 0.980 |" in rows["full"]
-    assert "| 1 | 10.00 ± — | baseline | 50.0 | 0.000 ± — | 1.300 | 0 |" in rows["zero_shot"]
-    assert "| 1 | 5.00 ± — | -5.00 |" in rows["prompt"]
+    # the zero-shot score is one number for every seed: each seed's difference is to it
+    lora = "| 3 | 32.00 [27.03, 36.97] | +22.00 [17.03, 26.97] | -11.00 (n.d., ≈3 seeds) | 90.0"
+    assert lora + " | 0.120 [0.070, 0.170] | 1.080 | 460.8 K |" in rows["lora"]
+    full = "| 2 | 42.00 [16.59, 67.41] | +32.00 [6.59, 57.41] | best | 100.0"
+    assert full + " | 0.600 [-0.671, 1.871] | 0.980 |" in rows["full"]
+    zero = "| 1 | 10.00 [—] | baseline | -32.00 [-57.41, -6.59] | 50.0 | 0.000 [—] | 1.300 | 0 |"
+    assert zero in rows["zero_shot"]
+    assert "| 1 | 5.00 [—] | -5.00 (1 seed) | -35.00 (1 seed) |" in rows["prompt"]
     assert "minus the zero-shot row's, in percentage points" in md
     assert "forgetting: how much the cross-entropy on general text rose" in md
     assert "lower is better" in md
@@ -569,7 +583,7 @@ def test_choice_panel_without_zero_shot_says_how_to_add_one(tmp_path):
     header = _header(md)
     assert header[5] == "test acc (%)" and "best val acc (%)" in header
     assert "vs zero-shot" not in header and "answered (%)" not in header
-    assert "| 2 | 71.00 ± 1.41 |" in _table_rows(md)["lora"]
+    assert "| 2 | 71.00 [58.29, 83.71] | 72.00 |" in _table_rows(md)["lora"]
     note = next(line for line in md.splitlines() if line.startswith("No zero-shot row"))
     assert f"for {SMOL} · boolq: add `method=zero_shot` to the sweep" in note
 
@@ -589,9 +603,12 @@ def test_a_mixed_report_has_a_table_per_task_each_naming_its_score(tmp_path):
     classify = "### task=classify: test acc"
     assert _header(md, sft)[5:7] == ["exact match (%)", "vs zero-shot"]
     assert _header(md, choice)[5:7] == ["test acc (%)", "vs zero-shot"]
-    assert _header(md, classify)[5:7] == ["test acc (%)", "best val acc (%)"]
-    assert "| 2 | 71.00 ± 1.41 | +16.00 |" in _table_rows(md, choice)["lora"]
-    assert "| 3 | 88.00 ± 2.65 | 89.00 |" in _table_rows(md, classify)["lora"]
+    assert _header(md, classify)[5:7] == ["test acc (%)", "vs linear probe"]
+    assert (
+        "| 2 | 71.00 [58.29, 83.71] | +16.00 [3.29, 28.71] | best |"
+        in _table_rows(md, choice)["lora"]
+    )
+    assert "| 3 | 88.00 [81.43, 94.57] | +6.00 [3.52, 8.48] |" in _table_rows(md, classify)["lora"]
     assert "### Test score vs trainable parameters" in md
 
     from ftlab.reporting.plots import _score_axes
@@ -615,7 +632,7 @@ def test_a_lower_is_better_score_sorts_and_fronts_the_other_way(tmp_path):
     # b has fewer parameters than c and a lower loss; a is the cheapest
     assert dict(zip(summary["method"], summary["pareto"])) == {"a": True, "b": True, "c": False}
     md = write_report(tmp_path)["report"].read_text()
-    assert _header(md)[5] == "test loss" and "| 1 | 1.500 ± — |" in _table_rows(md)["b"]
+    assert _header(md)[5] == "test loss" and "| 1 | 1.500 [—] | best |" in _table_rows(md)["b"]
     assert "Lower test loss is better" in md
     assert pareto_mask([10, 100, 1000], [2.0, 1.5, 1.8], higher_is_better=False).tolist() == [
         True, True, False,
@@ -640,12 +657,15 @@ def test_results_csv_keeps_each_runs_task_and_score(tmp_path):
 
 def test_also_tested_data_gets_a_column_of_its_own(tmp_path):
     """A run scored on more data (also_test=[gsm8k]) records ``gsm8k/test/exact_match``;
-    the report shows it beside the run's own score, mean ± std over seeds."""
+    the report shows it beside the run's own score, mean [95% interval] over seeds."""
     add_sft(tmp_path)
     for path in tmp_path.rglob("results.json"):
         record = json.loads(path.read_text())
         record["gsm8k/test/exact_match"] = record["test/exact_match"] / 10
         path.write_text(json.dumps(record))
     md = write_report(tmp_path, title="SFT")["report"].read_text()
-    assert _header(md)[5:8] == ["exact match (%)", "vs zero-shot", "gsm8k: exact match (%)"]
-    assert "| 32.00 ± 2.00 | +22.00 | 3.20 ± 0.20 |" in _table_rows(md)["lora"]
+    assert _header(md)[5:9] == [
+        "exact match (%)", "vs zero-shot", "vs best", "gsm8k: exact match (%)",
+    ]  # fmt: skip
+    assert "| 32.00 [27.03, 36.97] |" in _table_rows(md)["lora"]
+    assert "≈3 seeds) | 3.20 [2.70, 3.70] |" in _table_rows(md)["lora"]

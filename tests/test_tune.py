@@ -69,6 +69,32 @@ def test_stage_one_chooses_on_validation_and_stage_two_runs_every_seed_at_the_ch
 
 
 @pytest.mark.slow
+def test_the_tuned_sweeps_report_shows_the_choice_and_compares_only_final_runs(tuned_sweep):
+    root, _, _ = tuned_sweep
+    md = (root / "report.md").read_text()
+    tuning = {
+        next(o for o in c["configuration"] if o.startswith("method=")).split("=")[1]: c
+        for c in json.loads((root / "tuning.json").read_text())
+    }
+    assert "- Training budget: 1 epoch for every run." in md
+    assert "Learning rate: chosen per method on validation (`val/acc_best`), never on test" in md
+    assert "its 4 selection runs are not in the comparison" in md
+    section = md.split("## Learning rate chosen on validation", 1)[1].split("##", 1)[0]
+    assert "on seed 0," in section
+    for method, choice in tuning.items():
+        row = next(ln for ln in section.splitlines() if f"| {method}" in ln)
+        chosen = "1e-3" if choice["chosen"] == pytest.approx(0.001) else "3e-2"
+        assert row.rstrip().endswith(f"| {chosen} |"), row
+        assert f"**{chosen}: " in row  # the chosen rate's score in bold
+        shown = [float(cell.split(":")[1].strip(" *")) for cell in row.split("|")[-3].split(",")]
+        assert shown == pytest.approx([100 * v for v in choice["scores"].values()], abs=0.006)
+    # the comparison: one row per method over its 2 final seeds, none of the selection runs
+    table = md.split("## Comparison", 1)[1].split("## Learning rate", 1)[0]
+    rows = [ln for ln in table.splitlines() if "| linear_probe |" in ln or "| last_n" in ln]
+    assert len(rows) == 2 and all("| 2 |" in ln for ln in rows), rows
+
+
+@pytest.mark.slow
 def test_the_tuned_sweep_resumes_without_training_again(tuned_sweep):
     root, args, _ = tuned_sweep
     before = {p: p.stat().st_mtime for p in find_records(root)}
@@ -82,9 +108,9 @@ def test_the_tuned_sweep_resumes_without_training_again(tuned_sweep):
     [
         ("200 steps", "200 steps", {"max_steps": 200, "max_epochs": -1}),
         ("3 epochs", "3 epochs", {"max_epochs": 3, "max_steps": -1}),
-        ("1 epoch", "1 epochs", {"max_epochs": 1}),
+        ("1 epoch", "1 epoch", {"max_epochs": 1}),
         ("600 seconds", "600 seconds", {"max_time": {"seconds": 600}}),
-        (None, "1 epochs", {"max_epochs": 1}),  # TINY_CNN's trainer.max_epochs=1
+        (None, "1 epoch", {"max_epochs": 1}),  # TINY_CNN's trainer.max_epochs=1
     ],
 )
 def test_a_budget_sets_the_trainer_and_is_recorded_as_said(budget, expected, trainer, make_cfg):

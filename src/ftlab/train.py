@@ -254,9 +254,9 @@ def apply_budget(cfg: DictConfig) -> str:
     trainer = cfg.trainer
     if budget is None:
         steps = trainer.get("max_steps", -1)
-        return (
-            f"{steps} steps" if steps not in (None, -1) else f"{trainer.get('max_epochs')} epochs"
-        )
+        if steps not in (None, -1):
+            return budget_text(steps, "steps")
+        return budget_text(trainer.get("max_epochs"), "epochs")
     amount, _, unit = str(budget).strip().partition(" ")
     unit = BUDGET_UNITS.get(unit.strip().lower())
     try:
@@ -275,7 +275,12 @@ def apply_budget(cfg: DictConfig) -> str:
             trainer.max_epochs, trainer.max_steps = -1, value
         else:
             trainer.max_time = {"seconds": value}
-    return f"{value} {unit}"
+    return budget_text(value, unit)
+
+
+def budget_text(value: object, unit: str) -> str:
+    """``"200 steps"``, ``"1 epoch"``: a budget as the records and the report say it."""
+    return f"{value} {unit[:-1] if value == 1 else unit}"
 
 
 def _plain(value: Any) -> Any:

@@ -6,10 +6,13 @@ import math
 
 import pandas as pd
 
-from ftlab.reporting.load import GENERATIVE_TASKS, higher_is_better, metric_name
+from ftlab.reporting.load import GENERATIVE_TASKS, ZERO_SHOT, higher_is_better, metric_name
+from ftlab.reporting.stats import MAX_SEEDS, Paired
 
 DASH = "—"
 PARETO_MARK = "★"
+#: a row off the front that its paired interval cannot tell apart from the front
+FRONT_TIE_MARK = "☆"
 
 
 def _missing(value: object) -> bool:
@@ -74,6 +77,34 @@ def mean_std(mean: object, std: object, scale: float, digits: int = 2) -> str:
     return f"{float(mean) * scale:.{digits}f} ± {sd}"  # type: ignore[arg-type]
 
 
+def mean_interval(mean: object, low: object, high: object, scale: float, digits: int = 2) -> str:
+    """``87.53 [85.20, 89.86]``: a mean and its 95% interval (``[—]`` for one seed)."""
+    if _missing(mean):
+        return DASH
+    shown = f"{float(mean) * scale:.{digits}f}"  # type: ignore[arg-type]
+    if _missing(low) or _missing(high):
+        return f"{shown} [{DASH}]"
+    return f"{shown} [{float(low) * scale:.{digits}f}, {float(high) * scale:.{digits}f}]"  # type: ignore[arg-type]
+
+
+def versus(found: Paired | None, scale: float, digits: int = 2) -> str:
+    """A paired difference as a cell: ``+4.67 [0.16, 9.17]`` where its interval excludes 0,
+    ``+1.33 (n.d., ≈8 seeds)`` where it does not (with roughly how many seeds would
+    separate the two), ``+1.33 (1 seed)`` where one seed is all they share."""
+    if found is None or _missing(found.diff):
+        return DASH
+    diff = f"{found.diff * scale:+.{digits}f}"
+    if not found.has_interval:
+        return f"{diff} ({found.n} seed{'s' if found.n != 1 else ''})"
+    if found.distinguishable:
+        return f"{diff} [{found.low * scale:.{digits}f}, {found.high * scale:.{digits}f}]"
+    needed = found.seeds_needed
+    if needed is None:
+        return f"{diff} (n.d.)"
+    count = f">{MAX_SEEDS}" if needed > MAX_SEEDS else f"≈{needed}"
+    return f"{diff} (n.d., {count} seeds)"
+
+
 def samples_per_class(value: object) -> str:
     return "all" if _missing(value) else f"{float(value):g}"  # type: ignore[arg-type]
 
@@ -85,8 +116,11 @@ def varies(values: pd.Series) -> bool:
 
 #: metrics that are shares of the examples, shown in percent
 FRACTIONS = frozenset({"acc", "exact_match", "answered", "f1"})
-#: what the vs-zero-shot cell of the zero-shot row itself says
-BASELINE = "baseline"
+#: what the vs-reference cell of the reference row itself says, and the vs-best cell of
+#: the best row
+BASELINE, BEST = "baseline", "best"
+#: the reference rows by the names their columns use
+REFERENCE_NAMES = {ZERO_SHOT: "zero-shot", "linear_probe": "linear probe"}
 #: the score headers people know by another name than ``test <metric>``
 SCORE_LABELS = {"test/exact_match": "exact match"}
 #: the scores plot titles and axes name in words
@@ -157,7 +191,8 @@ def table(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     val_scale = scale if same_metric else 1.0
     val_digits = digits if same_metric else (2 if metric_name(val_key) in FRACTIONS else 3)
     show_spc = varies(summary["samples_per_class"])
-    show_vs = bool(summary["zero_shot"].any())
+    show_ref = bool(summary["reference"].notna().any())
+    show_best = bool(summary["vs_best"].notna().any())
     show_f1 = summary["test_f1_mean"].notna().any()
     show_answered = summary["answered_mean"].notna().any()
     show_forgetting = summary["forgetting_mean"].notna().any()
@@ -167,7 +202,8 @@ def table(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     headers = [PARETO_MARK, "model", "method", "data"]
     headers += ["samples/class"] if show_spc else []
     headers += ["seeds", f"{score_label(score_key)}{unit}"]
-    headers += ["vs zero-shot"] if show_vs else []
+    headers += [reference_header(summary)] if show_ref else []
+    headers += ["vs best"] if show_best else []
     headers += [f"{name}: {score_label(score_key)}{unit}" for name in also]
     headers += ["test F1" + (" (%)" if f1_scale == 100.0 else "")] if show_f1 else []
     headers += ["answered" + (" (%)" if answered_scale == 100.0 else "")] if show_answered else []
@@ -177,16 +213,21 @@ def table(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     headers += ["peak memory", "checkpoint", "fit time (s)"]
     rows = []
     for r in summary.itertuples(index=False):
-        cells = [PARETO_MARK if r.pareto else "", _name(r.model), _name(r.method), _name(r.data)]
+        mark = PARETO_MARK if r.pareto else FRONT_TIE_MARK if r.front_tie else ""
+        cells = [mark, _name(r.model), _name(r.method), _name(r.data)]
         cells += [samples_per_class(r.samples_per_class)] if show_spc else []
-        cells += [str(r.n), mean_std(r.score_mean, r.score_std, scale, digits)]
-        cells += [_versus(r, scale, digits)] if show_vs else []
-        cells += [
-            mean_std(*(r.also or {}).get(n, (math.nan, math.nan)), scale, digits) for n in also
-        ]
+        cells += [str(r.n), mean_interval(r.score_mean, r.score_low, r.score_high, scale, digits)]
+        if show_ref:
+            cells += [BASELINE if r.is_reference else versus(r.vs_reference, scale, digits)]
+        if show_best:
+            best = r.vs_best is None and not _missing(r.score_mean)
+            cells += [BEST if best else versus(r.vs_best, scale, digits)]
+        nothing = (math.nan, math.nan, math.nan)
+        cells += [mean_interval(*(r.also or {}).get(n, nothing), scale, digits) for n in also]
         cells += [number(r.test_f1_mean * f1_scale, 2)] if show_f1 else []
         cells += [number(r.answered_mean * answered_scale, 1)] if show_answered else []
-        cells += [mean_std(r.forgetting_mean, r.forgetting_std, 1.0, 3)] if show_forgetting else []
+        if show_forgetting:
+            cells += [mean_interval(r.forgetting_mean, r.forgetting_low, r.forgetting_high, 1, 3)]
         cells += [number(r.val_best_mean * val_scale, val_digits)]
         cells += [human_count(r.params_trainable), pct(r.params_trainable_pct)]
         cells += [number(r.samples_per_s, 0 if (r.samples_per_s or 0) >= 100 else 1)]
@@ -196,30 +237,56 @@ def table(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+def reference_header(summary: pd.DataFrame) -> str:
+    """``vs linear probe``, ``vs zero-shot``: the column of differences to the reference
+    row (``vs reference`` where the table's panels have different ones)."""
+    names = set(summary["reference"].dropna())
+    if len(names) != 1:
+        return "vs reference"
+    return f"vs {REFERENCE_NAMES.get(name := names.pop(), name)}"
+
+
 def table_notes(summary: pd.DataFrame) -> list[str]:
-    """What the table's task-specific columns mean, one line each, and how to add the
-    baseline a generative task's table lacks."""
+    """What the table's marks and task-specific columns mean, one line each, and how to add
+    the baseline a generative task's table lacks."""
     score_key = _first(summary["score_key"], "test/acc")
     label = score_label(score_key)
+    units = ", in percentage points" if score_scale(summary) == 100.0 else ""
     notes = []
     if not higher_is_better(score_key):
         notes.append(
-            f"Lower {label} is better: rows are sorted by it ascending and the Pareto front "
-            f"looks for a lower one."
+            f"Lower {label} is better: rows are sorted by it ascending, the Pareto front "
+            f"looks for a lower one, and a difference below 0 is a gain."
         )
-    if summary["zero_shot"].any():
-        units = ", in percentage points" if score_scale(summary) == 100.0 else ""
+    if summary["front_tie"].any():
         notes.append(
-            f"vs zero-shot: the row's mean {label} minus the zero-shot row's{units} (marked "
-            f"{BASELINE}: the untouched model, tested without training)."
+            f"{FRONT_TIE_MARK}: off the Pareto front, but its paired interval to the front "
+            f"row at its size (the best {PARETO_MARK} row with as few or fewer trainable "
+            f"parameters) contains 0: on these seeds it cannot be told apart from the front."
+        )
+    if summary["reference"].notna().any():
+        header = reference_header(summary)
+        if summary["zero_shot"].any():
+            what = "the untouched model, tested without training; its score is the same "
+            what += "for every seed"
+        else:
+            what = "the row every method should beat"
+        notes.append(
+            f"{header}: the row's {label} minus the {header[3:]} row's{units}, paired by seed "
+            f"(marked {BASELINE}: {what})."
+        )
+    if summary["vs_best"].notna().any():
+        notes.append(
+            f"vs best: the row's {label} minus the best row's (marked {BEST}) of the same "
+            f"model, data and task{units}, paired by seed."
         )
     if summary["answered_mean"].notna().any():
         notes.append("answered: the share of test generations an answer could be read from.")
     if summary["forgetting_mean"].notna().any():
         notes.append(
             "forgetting: how much the cross-entropy on general text rose from the untouched "
-            "model's (mean ± std over seeds); lower is better, below 0 it predicts general "
-            "text better than before."
+            "model's (mean [95% interval] over seeds); lower is better, below 0 it predicts "
+            "general text better than before."
         )
     task = _first(summary["task"], "")
     if task in GENERATIVE_TASKS:
@@ -235,14 +302,6 @@ def table_notes(summary: pd.DataFrame) -> list[str]:
                 "model's baseline."
             )
     return notes
-
-
-def _versus(row, scale: float, digits: int) -> str:
-    if row.zero_shot:
-        return BASELINE
-    if _missing(row.vs_zero_shot):
-        return DASH
-    return f"{float(row.vs_zero_shot) * scale:+.{digits}f}"
 
 
 def _first(values: pd.Series, default: str) -> str:

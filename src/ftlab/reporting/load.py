@@ -3,6 +3,8 @@
 Besides the recorded keys, each row gets what the report compares by: its score (the
 value under the record's ``score`` key, the task's headline test metric), which way that
 score is better, and its best validation value (whichever ``val/*_best`` the run has).
+Records written before runs stated them get their method's kind (from its name) and their
+training budget (from the run's ``config.yaml``) where these can be told.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from pathlib import Path
 import pandas as pd
 
 from ftlab.errors import FtlabError
-from ftlab.records import RESULTS_FILE, find_records, load_record
+from ftlab.records import CONFIG_FILE, DONE, RESULTS_FILE, find_records, load_record
 
 TEXT_COLUMNS = (
-    "model", "method", "method_label", "data", "task", "score", "status", "reason", "error",
+    "model", "method", "method_label", "method_kind", "data", "task", "score", "stage",
+    "budget", "status", "reason", "error",
 )  # fmt: skip
 FLOAT_COLUMNS = (
     "val/acc_best",
@@ -37,8 +40,8 @@ INT_COLUMNS = (
 )
 # The documented keys, in the order results.csv shows them; extra keys follow.
 KNOWN_COLUMNS = (
-    "model", "method", "method_label", "data", "task", "data/samples_per_class", "seed",
-    "status", "score",
+    "model", "method", "method_label", "method_kind", "data", "task",
+    "data/samples_per_class", "seed", "status", "score", "stage", "budget",
     "val/acc_best", "test/acc", "test/f1",
     "params/trainable", "params/total", "params/trainable_pct",
     "speed/train_samples_per_s", "memory/peak_bytes", "checkpoint/bytes", "time/fit_s",
@@ -60,6 +63,39 @@ ZERO_SHOT = "zero_shot"
 LOWER_IS_BETTER = frozenset({"loss", "ppl", "perplexity", "forgetting", "general_ce", "ce"})
 #: what an sft run on data without checkable answers (no exact match) is scored by instead
 SFT_FALLBACK_SCORE = "test/loss"
+#: a tuned sweep's learning-rate selection runs (fit and validate only) and its final runs
+SELECT, FINAL = "select", "final"
+
+#: the kinds of mechanism a method's record names (``method_kind``), in the order reports
+#: list them; "none" is the untouched model's
+KINDS = ("unfreezing", "reparameterising", "additive", "soft prompts", "selective", "other")
+NO_KIND = "none"
+#: the kind of each shipped method config, for records written before runs named theirs
+KIND_BY_METHOD = {
+    **dict.fromkeys(("linear_probe", "last_n", "full", "full_llrd", "gradual"), "unfreezing"),
+    **dict.fromkeys(
+        (
+            "lora",
+            "dora",
+            "pissa",
+            "olora",
+            "loha",
+            "lokr",
+            "oft",
+            "boft",
+            "hra",
+            "vera",
+            "fourierft",
+            "adalora",
+            "peft",
+        ),
+        "reparameterising",
+    ),  # fmt: skip
+    "ia3": "additive",
+    **dict.fromkeys(("bitfit", "ln_tuning"), "selective"),
+    "zero_shot": NO_KIND,
+}
+KIND_BY_PREFIX = (("adapter", "additive"), ("prompt", "soft prompts"), ("prefix", "soft prompts"))
 
 
 def metric_name(key: str) -> str:
@@ -95,7 +131,52 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
     say what the run is compared by (:func:`normalize`).
     """
     records = [load_record(p) for p in find_results(root)]
+    for record in records:
+        if record.get("status") == DONE and not _text(record.get("budget")):
+            record["budget"] = budget_from_config(record)
     return normalize(pd.DataFrame.from_records(records))
+
+
+def method_kind(method: object) -> str:
+    """The kind of mechanism of a method config's name (``lora`` -> ``reparameterising``),
+    for records that predate ``method_kind``; ``other`` for a name it does not know."""
+    name = _text(method) or ""
+    if name in KIND_BY_METHOD:
+        return KIND_BY_METHOD[name]
+    return next((kind for prefix, kind in KIND_BY_PREFIX if name.startswith(prefix)), "other")
+
+
+def budget_from_config(record: dict) -> str | None:
+    """A run's budget as ``train`` states it (``"200 steps"``, else ``"3 epochs"``), read
+    from the ``config.yaml`` beside its results; None where there is none to read."""
+    trainer = (run_config(record) or {}).get("trainer")
+    if not isinstance(trainer, dict):
+        return None
+    steps, epochs = trainer.get("max_steps"), trainer.get("max_epochs")
+    if isinstance(steps, int) and steps > 0:
+        return f"{steps} step{'s' if steps != 1 else ''}"
+    if isinstance(epochs, int) and epochs > 0:
+        return f"{epochs} epoch{'s' if epochs != 1 else ''}"
+    return None
+
+
+def run_config(record: dict) -> dict | None:
+    """The resolved config a run saved beside its results (plain YAML: no Hydra needed),
+    or None where it has none that can be read."""
+    import yaml
+
+    for where in (record.get("results_file"), record.get("run_dir")):
+        if not isinstance(where, str) or not where:
+            continue
+        path = Path(where)
+        path = (path.parent if path.name == RESULTS_FILE else path) / CONFIG_FILE
+        try:
+            config = yaml.safe_load(path.read_text())
+        except (OSError, ValueError, yaml.YAMLError):
+            continue
+        if isinstance(config, dict):
+            return config
+    return None
 
 
 def normalize(df: pd.DataFrame) -> pd.DataFrame:
@@ -122,6 +203,8 @@ def normalize(df: pd.DataFrame) -> pd.DataFrame:
     df["status"] = df["status"].fillna("unknown")
     label = df["method_label"].where(df["method_label"].notna(), df["method"])
     df["method_name"] = label.astype(object)
+    kinds = df["method"].map(method_kind)
+    df["method_kind"] = df["method_kind"].where(df["method_kind"].notna(), kinds).astype(object)
 
     total = df["params/total"].astype(float)
     computed = 100.0 * df["params/trainable"].astype(float) / total.where(total > 0)

@@ -1,4 +1,5 @@
-"""``report.md``: the comparison table, the plots, and the runs that did not finish."""
+"""``report.md``: how the runs were set up, the comparison table, the learning rates a tuned
+sweep chose, the plots, and the runs that did not finish."""
 
 from __future__ import annotations
 
@@ -8,14 +9,24 @@ from ftlab.errors import one_line
 from ftlab.records import DONE, FAILED, SKIPPED, UNREADABLE
 from ftlab.reporting.fmt import (
     BASELINE,
+    BEST,
     DASH,
+    FRACTIONS,
+    FRONT_TIE_MARK,
     PARETO_MARK,
+    number,
+    percent_scale,
     plot_title,
+    samples_per_class,
     score_label,
     table,
     table_groups,
     table_notes,
+    varies,
 )
+from ftlab.reporting.load import metric_name
+from ftlab.reporting.protocol import budget_line, learning_rate_line, rate, selection
+from ftlab.reporting.stats import MAX_SEEDS
 
 TEXT_HEADERS = {"model", "method", "data"}
 
@@ -36,8 +47,11 @@ def render(
     df: pd.DataFrame, summary: pd.DataFrame, title: str, source: str, plots: dict[str, str]
 ) -> str:
     """The whole report; ``plots`` maps plot keys to file names relative to the report."""
+    selected = selection(df)
     out = [f"# {title}", ""]
     out += [f"{len(df)} runs from `{source}`: {counts_line(df)}.", ""]
+    setup = [line for line in (budget_line(df), learning_rate_line(df, selected)) if line]
+    out += [*(f"- {line}" for line in setup), ""]
     out += ["## Comparison", ""]
     if summary.empty:
         out += ["No completed runs to compare.", ""]
@@ -52,6 +66,7 @@ def render(
             notes = table_notes(group)
             if notes:
                 out += [*notes, ""] if len(notes) == 1 else [*(f"- {n}" for n in notes), ""]
+    out += _selection_section(selected)
     if plots:
         out += ["## Plots", ""]
         for key, name in plots.items():
@@ -79,24 +94,82 @@ def render(
 
 
 def _about(summary: pd.DataFrame) -> str:
-    """The paragraph over the tables: what a row is and what the marks mean."""
+    """The paragraph over the tables: what a row is, what its intervals and marks mean."""
     keys = set(summary["score_key"].dropna())
     if keys <= {"test/acc"} and not summary["zero_shot"].any():
-        return (
-            f"One row per configuration over its `done` runs. Test accuracy is the mean ± "
-            f"sample standard deviation (ddof=1) over seeds ({DASH} for a single seed); the "
-            f"other columns are means over seeds. {PARETO_MARK} marks the Pareto front within "
-            f"a model and dataset: no other row reaches a higher test accuracy with as few or "
-            f"fewer trainable parameters."
+        score, better, within = "Test accuracy", "a higher test accuracy", "a model and dataset"
+    else:
+        score = (
+            "The score column is the task's headline test metric (test accuracy for classify "
+            "and choice, exact match of the generated answer for sft); it"
         )
+        better, within = "a better score", "a model, dataset and task"
     return (
-        f"One row per configuration over its `done` runs. The score column is the task's "
-        f"headline test metric (test accuracy for classify and choice, exact match of the "
-        f"generated answer for sft), the mean ± sample standard deviation (ddof=1) over seeds "
-        f"({DASH} for a single seed); the other columns are means over seeds. {PARETO_MARK} "
-        f"marks the Pareto front within a model, dataset and task: no other row reaches a "
-        f"better score with as few or fewer trainable parameters."
+        f"One row per configuration over its `done` runs. {score} is the mean over seeds "
+        f"with its 95% confidence interval (Student t, n - 1 degrees of freedom; [{DASH}] for "
+        f"a single seed); the other columns are means over seeds. The *vs* columns are the "
+        f"difference to another row paired by seed (runs with the same seed share the data "
+        f"split and order), over the seeds both rows have, with its paired 95% interval; "
+        f"where that interval contains 0 the two are not distinguishable (n.d.), and ≈N "
+        f"seeds is roughly how many would separate them if the difference and its spread "
+        f"stayed as observed (the n at which the interval's half-width equals the "
+        f"difference; >{MAX_SEEDS} where even that many would not). {PARETO_MARK} marks the "
+        f"Pareto front within {within}: no other row reaches {better} with as few or fewer "
+        f"trainable parameters; {FRONT_TIE_MARK} marks a row off it that cannot be told "
+        f"apart from it."
     )
+
+
+def _selection_section(selected: pd.DataFrame) -> list[str]:
+    """The learning rates a tuned sweep chose: per configuration its grid, each rate's mean
+    validation score over the selection seeds (the chosen one in bold), and the choice."""
+    if selected.empty:
+        return []
+    out = ["## Learning rate chosen on validation", ""]
+    seed_sets = {tuple(s) for s in selected["seeds"] if isinstance(s, list) and s}
+    on = ""
+    if len(seed_sets) == 1:
+        only = seed_sets.pop()
+        on = f" on seed{'s' if len(only) > 1 else ''} {', '.join(map(str, only))}"
+    sources = sorted({str(s) for s in selected["source"] if isinstance(s, str)})
+    if sources:
+        out += [
+            f"Taken from the best run of each configuration in an earlier search "
+            f"({', '.join(f'`{s}`' for s in sources)}); its validation scores by rate:",
+            "",
+        ]
+    else:
+        out += [
+            f"Stage 1 of the tuned sweep trained each configuration at every rate of its "
+            f"grid{on}, fitting and validating only (test never looked at); the rate "
+            f"with the best mean validation score was chosen and every seed ran at it (the "
+            f"comparison above). Those selection runs are not in the comparison.",
+            "",
+        ]
+    show_spc = varies(selected["samples_per_class"])
+    for metric, group in selected.groupby(selected["metric"].fillna(""), sort=False):
+        scale = 100.0 if metric_name(metric) in FRACTIONS else 1.0
+        values = pd.Series([v for found in group["scores"] for v in found.values()], dtype=float)
+        scale = percent_scale(values) if scale == 100.0 else 1.0
+        digits = 2 if metric_name(metric) in FRACTIONS else 3
+        unit = " (%)" if scale == 100.0 else ""
+        what = f"{score_label(metric)}{unit}" if metric else "validation score"
+        headers = ["model", "method", "data"] + (["samples/class"] if show_spc else [])
+        headers += ["param", f"{what} by rate", "chosen"]
+        rows = []
+        for r in group.itertuples(index=False):
+            cells = [_text(r.model), _text(r.method), _text(r.data)]
+            cells += [samples_per_class(r.samples_per_class)] if show_spc else []
+            tried = []
+            for lr in r.grid or sorted(r.scores):
+                score = number(r.scores[lr] * scale, digits) if lr in r.scores else "not run"
+                cell = f"{rate(lr)}: {score}"
+                tried.append(f"**{cell}**" if lr == r.chosen else cell)
+            cells += [f"`{r.param}`", ", ".join(tried) or DASH]
+            cells += [rate(r.chosen) if r.chosen is not None else "not yet (no final runs)"]
+            rows.append(cells)
+        out += [*_table(headers, rows), ""]
+    return out
 
 
 def _group_title(group: pd.DataFrame) -> str:
@@ -148,7 +221,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
 def _numeric_column(header: str, headers: list[str], rows: list[list[str]]) -> bool:
     i = headers.index(header)
     cells = (row[i] for row in rows)
-    return all(c in (DASH, BASELINE) or c[:1].isdigit() or c[:1] in "-+" for c in cells)
+    return all(c in (DASH, BASELINE, BEST) or c[:1].isdigit() or c[:1] in "-+" for c in cells)
 
 
 def _cell(text: str) -> str:

@@ -11,6 +11,7 @@ from ftlab.reporting.markdown import counts_line
 
 # Columns the terminal drops when it is too narrow for all of them; report.md keeps them.
 SECONDARY_COLUMNS = (
+    "vs best",
     "best val",
     "test F1",
     "answered",
