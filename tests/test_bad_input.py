@@ -274,6 +274,10 @@ CASES = [
          "set trainer.max_epochs>=1 or trainer.max_steps>=1"],
     ),
     Case(
+        "budget without a unit", "train", ["budget=fast"], 2,
+        ["budget='fast' is not a number and a unit", "budget='200 steps'", "'600 seconds'"],
+    ),
+    Case(
         "trainer key misspelt", "train", ["+trainer.limit_train_batchs=2"], 2,
         ["trainer.limit_train_batchs is not an argument of lightning.pytorch.Trainer",
          "Did you mean 'limit_train_batches'"],

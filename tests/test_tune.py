@@ -95,6 +95,26 @@ def test_the_tuned_sweeps_report_shows_the_choice_and_compares_only_final_runs(t
 
 
 @pytest.mark.slow
+def test_from_dir_takes_each_rate_from_the_best_run_of_an_earlier_search(tuned_sweep, tmp_path):
+    earlier, args, _ = tuned_sweep
+    keep = [a for a in args if not a.startswith(("method=", "seed=", "hydra.sweep.dir="))]
+    keep = [a for a in keep if not a.startswith(("method.lr_grid=", "hydra.sweeper.seeds="))]
+    proc = ftlab_cli(
+        "train", *keep, "method=linear_probe", "seed=1", f"hydra.sweeper.from_dir={earlier}",
+        f"hydra.sweep.dir={tmp_path}", timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = [r for r in map(load_record, find_records(earlier)) if r["method"] == "linear_probe"]
+    best = max(runs, key=lambda r: r["val/acc_best"])
+    best_lr = OmegaConf.load(Path(best["run_dir"]) / "config.yaml").method.lr
+    (choice,) = json.loads((tmp_path / "tuning.json").read_text())
+    assert choice["from"] == str(earlier) and choice["chosen"] == pytest.approx(best_lr)
+    (record,) = [load_record(p) for p in find_records(tmp_path) if "zero_shot" not in str(p)]
+    assert record["stage"] == "final" and record["seed"] == 1  # no stage 1: nothing selected
+    assert OmegaConf.load(Path(record["run_dir"]) / "config.yaml").method.lr == best_lr
+
+
+@pytest.mark.slow
 def test_the_tuned_sweep_resumes_without_training_again(tuned_sweep):
     root, args, _ = tuned_sweep
     before = {p: p.stat().st_mtime for p in find_records(root)}

@@ -31,7 +31,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from ftlab.errors import ConfigError
+from ftlab.errors import ConfigError, exit_on_user_error
 from ftlab.records import DONE, find_records, load_record
 
 TUNING_FILE = "tuning.json"
@@ -51,15 +51,20 @@ class TunedSweeper(BasicSweeper):
         super().__init__(max_batch_size=max_batch_size, params=dict(params or {}))
         self.seeds = [int(s) for s in seeds]
         self.factors = [float(f) for f in factors]
-        if not self.seeds:
-            raise ConfigError("hydra.sweeper.seeds is empty; name at least one seed to select on.")
-        if any(f <= 0 for f in self.factors):
-            raise ConfigError(f"hydra.sweeper.factors={self.factors} must all be > 0.")
         self.from_dir = Path(from_dir).expanduser() if from_dir else None
 
     # -- the sweep ---------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> Any:
+        # the sweep runs outside the task function's wrapper: a sweep-level mistake (no
+        # seeds, nothing in from_dir) is one line and exit 2 here too
+        return exit_on_user_error(self._sweep)(arguments)
+
+    def _sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None
+        if not self.seeds:
+            raise ConfigError("hydra.sweeper.seeds is empty; name at least one seed to select on.")
+        if any(f <= 0 for f in self.factors):
+            raise ConfigError(f"hydra.sweeper.factors={self.factors} must all be > 0.")
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -99,7 +104,9 @@ class TunedSweeper(BasicSweeper):
         return [*returns, *done]
 
     def _launch(self, jobs: list[list[str]], start: int) -> tuple[list, int]:
-        returns = []
+        returns: list = []
+        if not jobs:  # nothing to select on: every grid empty (method.lr_grid=[])
+            return returns, start
         for batch in self.split_overrides_to_chunks(jobs, self.max_batch_size):
             self.validate_batch_is_legal(batch)
             results = self.launcher.launch(batch, initial_job_idx=start)
@@ -160,7 +167,7 @@ class TunedSweeper(BasicSweeper):
         if not runs:
             raise ConfigError(
                 f"hydra.sweeper.from_dir={self.from_dir} has no finished run of "
-                f"{' '.join(key) or 'this sweep'} with a validation score to take a learning "
+                f"{' '.join(o for o in key if not o.startswith(NOT_MATCHED)) or 'this sweep'} with a validation score to take a learning "
                 "rate from."
             )
         metric = _val_key(runs[0])
@@ -211,10 +218,15 @@ def _is_number(text: Any) -> bool:
     return True
 
 
+#: overrides that say how a sweep searched, not what it trained: an earlier search's runs
+#: (``from_dir``: an Optuna sweep) match a configuration without them
+NOT_MATCHED = ("method.lr=", "tune=", "hparams_search=")
+
+
 def _records(root: Path, stage: str | None = None, configuration=None) -> list[dict]:
     """The done records under ``root`` (of ``stage``), of the runs whose overrides hold
     every override of ``configuration`` but the learning rate's."""
-    wanted = {o for o in configuration or () if not o.startswith("method.lr=")}
+    wanted = {o for o in configuration or () if not o.startswith(NOT_MATCHED)}
     found = []
     for path in find_records(root):
         record = load_record(path)
