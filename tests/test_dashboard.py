@@ -16,6 +16,7 @@ from ftlab.reporting.dashboard import (
     method_knobs,
     spec_keys,
     sweep_metrics,
+    tuned_validation_key,
     write_dashboard,
 )
 from tests.conftest import TINY_CNN, ftlab_cli
@@ -108,3 +109,25 @@ def test_a_generative_sweep_plots_its_own_score_and_forgetting():
     # a classifier's sweep, and one recorded before runs named their score: test accuracy
     old = [{"status": "done", "test/acc": 0.8}, {"status": "done", "score": "test/acc"}]
     assert sweep_metrics(old) == ("test/acc", False)
+
+
+def test_a_tuned_sweep_gets_a_section_for_its_two_stages():
+    records = [
+        {"status": "done", "stage": "select", "val/acc_best": 0.6, "method": "lora"},
+        {"status": "done", "stage": "final", "val/acc_best": 0.7, "test/acc": 0.68},
+    ]
+    assert tuned_validation_key(records) == "val/acc_best"
+    assert tuned_validation_key([{"status": "done", "val/acc_best": 0.7}]) is None  # untuned
+    spec = dashboard_spec("g", "ftlab", ["method.lr"], tuned_on="val/acc_best")
+    summary, config = spec_keys(spec)
+    assert "val/acc_best" in summary and {"stage", "tuning.chosen", "method.lr"} <= config
+    stage1 = spec["tuning_panels"][0]
+    assert stage1["x"] == {"config": "method.lr"} and stage1["y"] == {"summary": "val/acc_best"}
+    assert stage1["log_x"]
+    stage2 = next(p for p in spec["tuning_panels"] if p["kind"] == "bar")
+    assert stage2["metrics"] == [{"summary": "test/acc"}]
+    assert stage2["groupby"] == {"config": "method.name"}
+    sections = build_workspace(spec).sections
+    assert [len(s.panels) for s in sections] == [4, 4]
+    assert sections[1].name.startswith("Learning rate chosen on validation")
+    assert "tuning_panels" not in dashboard_spec("g", "ftlab", ["method.lr"])

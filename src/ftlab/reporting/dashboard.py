@@ -7,6 +7,9 @@ forgetting; ``write_dashboard`` writes it into the sweep dir as
 ``wandb_dashboard.json`` and, when W&B is online with credentials, creates it as a W&B
 workspace view through ``wandb-workspaces`` (``build_workspace``). Offline, the file is
 created later, after ``wandb sync``: ``ftlab-report DIR --wandb``.
+
+A tuned sweep (``tune=lr``) gets a section of its own: stage 1's validation score against
+the learning rate, per method, and stage 2's score by method at its chosen rate.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ ACCURACY, TRAINABLE = "test/acc", "params/trainable"
 SPEED, MEMORY = "speed/train_samples_per_s", "memory/peak_bytes"
 FORGETTING = "test/forgetting"
 METHOD = "method.name"  # a config path: the run config nests the method group
+#: a tuned sweep's config paths: the run's stage (select, final) and the rate it chose
+STAGE, CHOSEN, LR = "stage", "tuning.chosen", "method.lr"
 #: method settings that are never knobs of a comparison
 NOT_KNOBS = {"_target_", "_recursive_", "name"}
 
@@ -56,6 +61,17 @@ def sweep_metrics(records: Iterable[Mapping[str, Any]]) -> tuple[str, bool]:
     return (keys.most_common(1)[0][0] if keys else ACCURACY), forgetting
 
 
+def tuned_validation_key(records: Iterable[Mapping[str, Any]]) -> str | None:
+    """The validation key a tuned sweep chose by (``val/acc_best``), from its stage-1
+    runs; None for a sweep that did not tune."""
+    for record in records:
+        if record.get("stage") == "select" and record.get("status") == "done":
+            key = next((k for k in record if k.startswith("val/") and k.endswith("_best")), None)
+            if key:
+                return key
+    return None
+
+
 def dashboard_spec(
     group: str,
     project: str,
@@ -63,10 +79,13 @@ def dashboard_spec(
     entity: str | None = None,
     score: str = ACCURACY,
     forgetting: bool = False,
+    tuned_on: str | None = None,
 ) -> dict[str, Any]:
     """The dashboard of one sweep group: panels name summary keys (``summary``) and config
     paths (``config``), so a test can check them against what the runs log. ``score`` is
-    what the runs are compared by; ``forgetting`` adds a panel of ``test/forgetting``."""
+    what the runs are compared by; ``forgetting`` adds a panel of ``test/forgetting``;
+    ``tuned_on`` (the validation key a ``tune=lr`` sweep chose by) adds the section of its
+    two stages."""
     from ftlab.reporting.fmt import SCORE_TITLES, score_label
 
     title = SCORE_TITLES.get(score, score_label(score))
@@ -111,13 +130,54 @@ def dashboard_spec(
                 "groupby": {"config": METHOD},
             }
         )
-    return {
+    spec = {
         "entity": entity,
         "project": project,
         "name": f"ftlab sweep {group}",
         "group": group,
         "panels": panels,
     }
+    if tuned_on:
+        spec["tuning_panels"] = _tuning_panels(title, score, tuned_on)
+    return spec
+
+
+def _tuning_panels(title: str, score: str, tuned_on: str) -> list[dict[str, Any]]:
+    """Stage 1: the validation score of every (method, rate) it tried, as a scatter
+    against the rate and as lines from method to rate to score (one per run, so each
+    method's curve reads across); stage 2: the score by method, each at its chosen rate
+    (selection runs are never tested, so only stage 2 has a test score)."""
+    return [
+        {
+            "kind": "scatter",
+            "title": f"Stage 1: {tuned_on} vs learning rate (every method's grid)",
+            "x": {"config": LR},
+            "y": {"summary": tuned_on},
+            "log_x": True,
+        },
+        {
+            "kind": "parallel_coordinates",
+            "title": f"Stage 1 per method: learning rate -> {tuned_on}",
+            "columns": [
+                {"config": METHOD},
+                {"config": STAGE},
+                {"config": LR},
+                {"summary": tuned_on},
+            ],
+        },  # fmt: skip
+        {
+            "kind": "bar",
+            "title": f"Stage 2: {title.lower()} by method at its chosen rate (mean, min-max "
+            "over seeds)",
+            "metrics": [{"summary": score}],
+            "groupby": {"config": METHOD},
+        },
+        {
+            "kind": "parallel_coordinates",
+            "title": "Stage 2: each method's chosen rate and its score",
+            "columns": [{"config": METHOD}, {"config": CHOSEN}, {"summary": score}],
+        },
+    ]
 
 
 def spec_keys(spec: Mapping[str, Any]) -> tuple[set[str], set[str]]:
@@ -127,7 +187,7 @@ def spec_keys(spec: Mapping[str, Any]) -> tuple[set[str], set[str]]:
     def take(ref: Mapping[str, str]) -> None:
         (summary if "summary" in ref else config).add(ref.get("summary") or ref["config"])
 
-    for panel in spec["panels"]:
+    for panel in (*spec["panels"], *spec.get("tuning_panels", ())):
         for field in ("x", "y", "groupby"):
             if field in panel:
                 take(panel[field])
@@ -151,41 +211,45 @@ def build_workspace(spec: Mapping[str, Any]):
     def key(ref: Mapping[str, str]) -> str:
         return ref["summary"] if "summary" in ref else f"c::{ref['config']}"
 
-    panels = []
-    for panel in spec["panels"]:
+    def build(panel: Mapping[str, Any]):
         if panel["kind"] == "scatter":
-            panels.append(
-                wr.ScatterPlot(
-                    title=panel["title"],
-                    x=key(panel["x"]),
-                    y=key(panel["y"]),
-                    log_x=panel.get("log_x", False),
-                )
+            return wr.ScatterPlot(
+                title=panel["title"],
+                x=key(panel["x"]),
+                y=key(panel["y"]),
+                log_x=panel.get("log_x", False),
             )
-        elif panel["kind"] == "bar":
-            panels.append(
-                wr.BarPlot(
-                    title=panel["title"],
-                    metrics=[key(m) for m in panel["metrics"]],
-                    groupby=wr.Config(panel["groupby"]["config"]),
-                    groupby_aggfunc="mean",
-                    groupby_rangefunc="minmax",
-                )
+        if panel["kind"] == "bar":
+            return wr.BarPlot(
+                title=panel["title"],
+                metrics=[key(m) for m in panel["metrics"]],
+                groupby=wr.Config(panel["groupby"]["config"]),
+                groupby_aggfunc="mean",
+                groupby_rangefunc="minmax",
             )
-        else:
-            panels.append(
-                wr.ParallelCoordinatesPlot(
-                    title=panel["title"],
-                    columns=[
-                        wr.ParallelCoordinatesPlotColumn(metric=key(c)) for c in panel["columns"]
-                    ],
-                )
+        return wr.ParallelCoordinatesPlot(
+            title=panel["title"],
+            columns=[wr.ParallelCoordinatesPlotColumn(metric=key(c)) for c in panel["columns"]],
+        )
+
+    sections = [
+        ws.Section(
+            name="Which method wins", panels=[build(p) for p in spec["panels"]], is_open=True
+        )
+    ]
+    if spec.get("tuning_panels"):
+        sections.append(
+            ws.Section(
+                name="Learning rate chosen on validation (tune=lr)",
+                panels=[build(p) for p in spec["tuning_panels"]],
+                is_open=True,
             )
+        )
     return ws.Workspace(
         entity=spec["entity"] or "",
         project=spec["project"],
         name=spec["name"],
-        sections=[ws.Section(name="Which method wins", panels=panels, is_open=True)],
+        sections=sections,
         runset_settings=ws.RunsetSettings(filters=[expr.Metric("Group") == spec["group"]]),
     )
 
@@ -212,9 +276,8 @@ def write_dashboard(sweep_dir: Path, create: bool | None = None) -> tuple[Path, 
         raise ConfigError(f"{sweep_dir} holds no job config.yaml: is it a sweep directory?")
     logger = configs[0].get("logger") or {}
     wandb_cfg = logger.get("wandb", logger) if isinstance(logger, dict) else {}
-    score, forgetting = sweep_metrics(
-        load_record(p) for p in sorted(sweep_dir.glob(f"*/{RESULTS_FILE}"))
-    )
+    records = [load_record(p) for p in sorted(sweep_dir.glob(f"*/{RESULTS_FILE}"))]
+    score, forgetting = sweep_metrics(r for r in records if r.get("stage") != "select")
     spec = dashboard_spec(
         group=sweep_dir.name,
         project=str(wandb_cfg.get("project") or "ftlab"),
@@ -222,6 +285,7 @@ def write_dashboard(sweep_dir: Path, create: bool | None = None) -> tuple[Path, 
         entity=wandb_cfg.get("entity"),
         score=score,
         forgetting=forgetting,
+        tuned_on=tuned_validation_key(records),
     )
     path = sweep_dir / SPEC_FILE
     atomic_write_json(path, spec)
