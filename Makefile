@@ -34,6 +34,9 @@ train: data
 # one pytest worker per core (at most 4): most tests are a process start, a tiny model or a
 # subprocess, so two cores run the suite in about half the time of one
 PYTEST_WORKERS ?= -n auto --maxprocesses 4 --dist worksteal
+# the slowest tests, printed at the end of every run (CI's log included): the ones to look
+# at first when the suite nears its 30-minute budget
+PYTEST_ARGS ?= --durations=25
 
 test: data
 	$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)

@@ -669,3 +669,23 @@ def test_also_tested_data_gets_a_column_of_its_own(tmp_path):
     ]  # fmt: skip
     assert "| 32.00 [27.03, 36.97] |" in _table_rows(md)["lora"]
     assert "≈3 seeds) | 3.20 [2.70, 3.70] |" in _table_rows(md)["lora"]
+
+
+def test_a_results_csv_rewrites_the_same_report_where_the_runs_are_gone(report, tmp_path):
+    """A committed study keeps its results.csv, not its run folders: the report is
+    rewritten from it with the same comparison."""
+    csv = tmp_path / "results.csv"
+    csv.write_text(report["csv"].read_text())
+    assert main([str(csv), "--title", "Mini sweep"]) == 0
+
+    def comparison(md: str) -> list[str]:
+        section = md.split("## Comparison", 1)[1].split("\n## ", 1)[0]
+        return [ln for ln in section.splitlines() if ln.startswith("| ")]
+
+    table = comparison(report["report"].read_text())
+    assert len(table) > 5 and comparison((tmp_path / "report.md").read_text()) == table
+    assert (tmp_path / "acc_vs_params.png").stat().st_size > 20_000
+    bad = tmp_path / "other.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(FtlabError, match="is not a results.csv written by ftlab-report"):
+        load_results(bad)

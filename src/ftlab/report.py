@@ -1,7 +1,8 @@
 """``ftlab-report DIR``: compare the runs under DIR in a table, plots and a CSV.
 
-Reads every ``results.json`` under DIR (single runs and sweep jobs alike) and writes
-``results.csv``, ``report.md`` and PNG plots into ``--out`` (default DIR). The command line
+Reads every ``results.json`` under DIR (single runs and sweep jobs alike), or the
+``results.csv`` an earlier report wrote, and writes ``results.csv``, ``report.md`` and PNG
+plots into ``--out`` (default DIR, or the CSV's folder). The command line
 only: the report itself is :mod:`ftlab.reporting`.
 """
 
@@ -25,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Compare fine-tuning runs: read every results.json under DIR and write "
         "results.csv, report.md and plots.",
     )
-    parser.add_argument("dir", metavar="DIR", help="a run, sweep or logs directory")
+    parser.add_argument(
+        "dir", metavar="DIR", help="a run, sweep or logs directory, or a results.csv it wrote"
+    )
     parser.add_argument("--out", metavar="OUT", help="where to write the report (default: DIR)")
     parser.add_argument("--title", metavar="T", help="the report's title")
     parser.add_argument(
@@ -36,8 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     source = Path(args.dir)
-    out = Path(args.out) if args.out else source
-    title = args.title or default_title(source)
+    folder = source.parent if source.is_file() else source
+    out = Path(args.out) if args.out else folder
+    title = args.title or default_title(folder)
     try:
         df = load_results(source)
         summary = summarize(df)

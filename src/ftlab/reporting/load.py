@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ftlab.errors import FtlabError
+from ftlab.errors import FtlabError, one_line
 from ftlab.records import CONFIG_FILE, DONE, RESULTS_FILE, find_records, load_record
 
 TEXT_COLUMNS = (
@@ -115,7 +115,9 @@ def find_results(root: str | os.PathLike) -> list[Path]:
     if not root.exists():
         raise FtlabError(f"results directory not found: {root}")
     if not root.is_dir():
-        raise FtlabError(f"not a directory: {root} (expected a directory of run dirs)")
+        raise FtlabError(
+            f"not a directory: {root} (expected a directory of run dirs, or a results.csv)"
+        )
     found = find_records(root)
     if not found:
         raise FtlabError(f"no {RESULTS_FILE} found under {root}")
@@ -129,12 +131,31 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
     run has one, else ``method``; ``params/trainable_pct`` is computed where it is absent;
     ``score_key``, ``score_value``, ``higher_is_better``, ``val_best_key`` and ``val_best``
     say what the run is compared by (:func:`normalize`).
+
+    ``root`` may also be a ``results.csv`` an earlier report wrote (a committed study's): its
+    rows are the runs, so a report can be rewritten where the run folders are long gone.
     """
+    if Path(root).is_file() and Path(root).suffix == ".csv":
+        return load_results_csv(Path(root))
     records = [load_record(p) for p in find_results(root)]
     for record in records:
         if record.get("status") == DONE and not _text(record.get("budget")):
             record["budget"] = budget_from_config(record)
     return normalize(pd.DataFrame.from_records(records))
+
+
+def load_results_csv(path: Path) -> pd.DataFrame:
+    """The runs of a ``results.csv`` the report wrote, as :func:`load_results` gives them."""
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise FtlabError(f"cannot read {path} as a results.csv: {one_line(err)}") from err
+    if "status" not in df.columns or "method" not in df.columns:
+        raise FtlabError(
+            f"{path} is not a results.csv written by ftlab-report (it has no status and "
+            "method columns); give a directory of runs or such a file."
+        )
+    return normalize(df)
 
 
 def method_kind(method: object) -> str:
