@@ -38,6 +38,9 @@ GRIDS = {
     "last_n": (3e-5, 1e-4, 3e-4),
 }
 SEEDS = (0, 1, 2)
+#: the study runs the untouched model itself (final/zero_shot, every seed): a method's
+#: sweep need not add its own baseline
+OWN_BASELINE = ("+hydra.callbacks.sweep_summary.zero_shot=false",)
 
 
 def ftlab_train(*overrides: str) -> None:
@@ -67,7 +70,7 @@ def select(study: str, method: str, work: Path) -> tuple[float, list[str]]:
     lrs = ",".join(f"{lr:g}" for lr in GRIDS[method])
     ftlab_train(
         "-m", f"experiment={study}", f"method={method}", f"method.lr={lrs}", "seed=0",
-        "test=false", "logger=csv", f"hydra.sweep.dir={folder}",
+        "test=false", "logger=csv", f"hydra.sweep.dir={folder}", *OWN_BASELINE,
     )  # fmt: skip
     done = [r for r in records(folder) if r.get("status") == "done"]
     if not done:
@@ -119,7 +122,7 @@ def run(
             ftlab_train(
                 "-m", f"experiment={study}", f"method={method}", f"method.lr={pick:g}",
                 f"seed={','.join(map(str, SEEDS))}", "logger=csv",
-                f"hydra.sweep.dir={final / method}",
+                f"hydra.sweep.dir={final / method}", *OWN_BASELINE,
             )  # fmt: skip
         how = (
             "Stage 1 was skipped (`--fixed`): every method trained at the centre of its grid "
