@@ -91,44 +91,17 @@ def dashboard_spec(
     title = SCORE_TITLES.get(score, score_label(score))
     title = title[0].upper() + title[1:]
     panels = [
-        {
-            "kind": "scatter",
-            "title": f"{title} vs trainable parameters",
-            "x": {"summary": TRAINABLE},
-            "y": {"summary": score},
-            "log_x": True,
-        },
-        {
-            "kind": "bar",
-            "title": f"{title} by method (mean, min-max over seeds)",
-            "metrics": [{"summary": score}],
-            "groupby": {"config": METHOD},
-        },
-        {
-            "kind": "parallel_coordinates",
-            "title": "Method knobs",
-            "columns": [
-                {"config": METHOD},
-                *({"config": k} for k in knobs),
-                {"summary": score},
-            ],
-        },
-        {
-            "kind": "scatter",
-            "title": "Training speed vs peak memory",
-            "x": {"summary": MEMORY},
-            "y": {"summary": SPEED},
-        },
+        scatter(f"{title} vs trainable parameters", {"summary": TRAINABLE}, score, log_x=True),
+        by_method(f"{title} by method (mean, min-max over seeds)", score),
+        parallel("Method knobs", METHOD, *knobs, {"summary": score}),
+        scatter("Training speed vs peak memory", {"summary": MEMORY}, SPEED),
     ]
     if forgetting:
         panels.append(
-            {
-                "kind": "bar",
-                "title": "Forgetting by method: general-text cross-entropy change (lower is "
-                "better)",
-                "metrics": [{"summary": FORGETTING}],
-                "groupby": {"config": METHOD},
-            }
+            by_method(
+                "Forgetting by method: general-text cross-entropy change (lower is better)",
+                FORGETTING,
+            )
         )
     spec = {
         "entity": entity,
@@ -148,36 +121,49 @@ def _tuning_panels(title: str, score: str, tuned_on: str) -> list[dict[str, Any]
     method's curve reads across); stage 2: the score by method, each at its chosen rate
     (selection runs are never tested, so only stage 2 has a test score)."""
     return [
-        {
-            "kind": "scatter",
-            "title": f"Stage 1: {tuned_on} vs learning rate (every method's grid)",
-            "x": {"config": LR},
-            "y": {"summary": tuned_on},
-            "log_x": True,
-        },
-        {
-            "kind": "parallel_coordinates",
-            "title": f"Stage 1 per method: learning rate -> {tuned_on}",
-            "columns": [
-                {"config": METHOD},
-                {"config": STAGE},
-                {"config": LR},
-                {"summary": tuned_on},
-            ],
-        },  # fmt: skip
-        {
-            "kind": "bar",
-            "title": f"Stage 2: {title.lower()} by method at its chosen rate (mean, min-max "
-            "over seeds)",
-            "metrics": [{"summary": score}],
-            "groupby": {"config": METHOD},
-        },
-        {
-            "kind": "parallel_coordinates",
-            "title": "Stage 2: each method's chosen rate and its score",
-            "columns": [{"config": METHOD}, {"config": CHOSEN}, {"summary": score}],
-        },
+        scatter(
+            f"Stage 1: {tuned_on} vs learning rate (every method's grid)",
+            {"config": LR},
+            tuned_on,
+            log_x=True,
+        ),
+        parallel(
+            f"Stage 1 per method: learning rate -> {tuned_on}",
+            METHOD,
+            STAGE,
+            LR,
+            {"summary": tuned_on},
+        ),  # fmt: skip
+        by_method(
+            f"Stage 2: {title.lower()} by method at its chosen rate (mean, min-max over seeds)",
+            score,
+        ),
+        parallel(
+            "Stage 2: each method's chosen rate and its score", METHOD, CHOSEN, {"summary": score}
+        ),
     ]
+
+
+def scatter(title: str, x: dict[str, str], y: str, log_x: bool = False) -> dict[str, Any]:
+    """A scatter panel of a summary metric ``y`` against ``x`` (a summary key or config path)."""
+    panel = {"kind": "scatter", "title": title, "x": x, "y": {"summary": y}}
+    return {**panel, "log_x": True} if log_x else panel
+
+
+def by_method(title: str, metric: str) -> dict[str, Any]:
+    """A bar panel of a summary metric grouped by method (mean, min-max over seeds)."""
+    return {
+        "kind": "bar",
+        "title": title,
+        "metrics": [{"summary": metric}],
+        "groupby": {"config": METHOD},
+    }
+
+
+def parallel(title: str, *columns: str | dict[str, str]) -> dict[str, Any]:
+    """A parallel-coordinates panel; a plain string column is a config path."""
+    refs = [c if isinstance(c, dict) else {"config": c} for c in columns]
+    return {"kind": "parallel_coordinates", "title": title, "columns": refs}
 
 
 def spec_keys(spec: Mapping[str, Any]) -> tuple[set[str], set[str]]:
