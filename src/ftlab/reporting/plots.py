@@ -65,6 +65,8 @@ KIND_LABELS = {
 }
 #: how many of a panel's best rows are named besides the front and the reference
 LEADERS = 5
+#: a panel of this many rows or fewer names every row
+NAME_ALL = 8
 #: what a label artist's gid starts with (tests find the labels by it)
 LABEL_GID = "ftlab-label"
 #: a method's markers in the few-shot plot, cycled within its kind (colours are shared)
@@ -260,7 +262,8 @@ def _named(points: pd.DataFrame, front: np.ndarray) -> list:
     """The rows a panel names, in the order they get the best spots: the front (fewest
     parameters first), then the best rows, then the reference row."""
     rank = points["score_mean"].where(points["higher_is_better"], -points["score_mean"])
-    leaders = set(rank.sort_values(ascending=False).index[:LEADERS])
+    few = len(points) <= NAME_ALL
+    leaders = set(rank.sort_values(ascending=False).index[: len(points) if few else LEADERS])
     chosen = [i for i in points.index[front]]
     chosen += [i for i in points.index if i in leaders and i not in chosen]
     chosen += [i for i in points.index[points["is_reference"]] if i not in chosen]
@@ -521,7 +524,10 @@ def _legend(
     if named:
         handles.append(
             Line2D(
-                [], [], linestyle="", label=f"named: the front, the {LEADERS}\nbest, the reference"
+                [],
+                [],
+                linestyle="",
+                label=f"named: the front, the {LEADERS}\nbest, the reference (all\nwhen {NAME_ALL} or fewer)",
             )
         )
     if handles:
