@@ -37,7 +37,11 @@ def main() -> None:
         proc = ftlab_cli(case.entry, *base_overrides(case.entry, overrides, tmp), *overrides)
         lines = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
         said = next(
-            (ln for ln in reversed(lines) if ln.startswith(("ftlab:", "ftlab-data:", "Error", "In '", "Could"))),
+            (
+                ln
+                for ln in reversed(lines)
+                if ln.startswith(("ftlab:", "ftlab-data:", "Error", "In '", "Could"))
+            ),
             lines[-1] if lines else "",
         )
         shown = " ".join(o.replace(str(tmp), "<tmp>") for o in case.overrides or overrides)
