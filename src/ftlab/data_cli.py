@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ftlab.asset_registry import ASSETS, DEFAULT_ASSETS, get
-from ftlab.errors import ConfigError, FtlabError, explain, suggest
+from ftlab.errors import ConfigError, FtlabError, exit_code_for, suggest
 from ftlab.paths import default_data_dir, resolve_data_dir
 
 
@@ -154,11 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         failures = fetch(args.names, data_dir)
     except Exception as e:
-        explained = explain(e)
-        if explained is None:
-            raise
-        print(f"ftlab-data: {explained[1]}", file=sys.stderr)
-        return 2
+        return exit_code_for(e, "ftlab-data")
     failed = [name for name, error in failures.items() if error]
     if failed:
         print(f"ftlab-data: failed: {', '.join(failed)}", file=sys.stderr)

@@ -123,6 +123,17 @@ def exit_on_user_error(fn: Callable) -> Callable:
     return wrapper
 
 
+def exit_code_for(err: BaseException, prog: str) -> int:
+    """For an entry point without Hydra's wrapper (``ftlab-data``, ``ftlab-export``): an
+    error the user can act on printed as ``prog: message`` (exit status 2); anything else
+    raised again, in full, as the bug it is."""
+    explained = explain(err)
+    if explained is None:
+        raise err
+    print(f"{prog}: {explained[1]}", file=sys.stderr)
+    return 2
+
+
 def _fail(message: str) -> None:
     print(f"\nftlab: {message}", file=sys.stderr)
     sys.exit(2)

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ftlab.errors import ConfigError, explain, suggest
+from ftlab.errors import ConfigError, exit_code_for, suggest
 
 KEYS = {
     "ckpt_path": "the checkpoint to export (a run's checkpoints/best.ckpt)",
@@ -186,11 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet_console()
         done = export(own["ckpt_path"], own["out"], overwrite == "true")
     except Exception as err:
-        explained = explain(err)
-        if explained is None:
-            raise
-        print(f"ftlab-export: {explained[1]}", file=sys.stderr)
-        return 2
+        return exit_code_for(err, "ftlab-export")
     if done["kind"] == "merged":
         print(
             f"wrote {done['method']} as a plain transformers model to {done['path']}: "

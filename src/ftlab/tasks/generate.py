@@ -33,10 +33,8 @@ def greedy(
     done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     out = []
     for step in range(max_new_tokens):
-        token = logits[:, -1].argmax(-1)
-        token = torch.where(done, torch.full_like(token, pad_id), token)
+        token = _next_token(logits, done, stops, pad_id)
         out.append(token)
-        done |= torch.isin(token, stops)
         if step + 1 == max_new_tokens or bool(done.all()):
             break
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
@@ -59,15 +57,24 @@ def greedy_uncached(
     ids, mask, out = input_ids, attention_mask, []
     for _ in range(max_new_tokens):
         logits, _ = backbone.lm_forward(ids, mask)
-        token = logits[:, -1].argmax(-1)
-        token = torch.where(done, torch.full_like(token, pad_id), token)
+        token = _next_token(logits, done, stops, pad_id)
         out.append(token)
-        done |= torch.isin(token, stops)
         if bool(done.all()):
             break
         ids = torch.cat([ids, token[:, None]], dim=1)
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
     return torch.stack(out, dim=1)
+
+
+def _next_token(
+    logits: torch.Tensor, done: torch.Tensor, stops: torch.Tensor, pad_id: int
+) -> torch.Tensor:
+    """The greedy token of each row (``pad_id`` where the row has stopped); marks the rows
+    that have just stopped in ``done``, in place."""
+    token = logits[:, -1].argmax(-1)
+    token = torch.where(done, torch.full_like(token, pad_id), token)
+    done |= torch.isin(token, stops)
+    return token
 
 
 def decoded(tokenizer, new_tokens: torch.Tensor, stop_ids: Sequence[int]) -> list[str]:

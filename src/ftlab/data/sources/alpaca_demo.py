@@ -4,7 +4,6 @@ carrier, never installed; its wheel holds no data)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from ftlab.data.sources.base import (
@@ -40,14 +39,6 @@ class AlpacaDemo(PackagedSource):
     requirement = "llamafactory==0.9.5"
     member = "data/alpaca_en_demo.json"
     sdist = True
-
-    def __init__(
-        self,
-        data_dir: str | os.PathLike | None = None,
-        archive: str | os.PathLike | None = None,
-        download: bool = False,
-    ) -> None:
-        super().__init__(data_dir, archive=archive, download=download)
 
     def build(self, archive: Path) -> dict[str, Split]:
         with self.open_member(archive) as f:
