@@ -18,6 +18,7 @@ from ftlab.data.sources.base import (
     Record,
     Source,
     Split,
+    WheelSource,
 )
 from ftlab.data.sources.bbc_news import BBCNews
 from ftlab.data.sources.cifar import CIFAR10, CIFAR100
@@ -66,6 +67,7 @@ __all__ = [
     "HFDataset",
     "ImageFolder",
     "PackagedSource",
+    "WheelSource",
     "Record",
     "RottenTomatoes",
     "Shards",

@@ -198,6 +198,18 @@ class PackagedSource(Source, PackageFile):
     def remedy(self) -> str:
         return f"{super().remedy().removesuffix('.')}, or set data.source.download=true."
 
+
+class WheelSource(PackagedSource):
+    """A packaged source whose archive is a wheel, named in its config as ``wheel``."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike | None = None,
+        wheel: str | os.PathLike | None = None,
+        download: bool = False,
+    ) -> None:
+        super().__init__(data_dir, archive=wheel, download=download)
+
     def prepare(self) -> None:
         if self.download and self.locate() is None:
             self.fetch()

