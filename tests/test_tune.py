@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from ftlab.records import find_records, load_record
-from ftlab.tune import _override_value, _records
+from ftlab.tune import _override_value, _past_edge, _records
 from tests.conftest import TINY_CNN, ftlab_cli
 
 
@@ -20,11 +20,28 @@ def test_a_tuning_record_is_an_override_hydra_reads_back():
     choice = {
         "param": "method.lr", "metric": "val/acc_best", "seeds": [0, 1],
         "grid": [0.001, 0.003], "scores": {"0.001": 0.5, "0.003": 0.625}, "chosen": 0.003,
+        "at_edge": True,
     }  # fmt: skip
     parsed = OverridesParser.create().parse_overrides([f"tuning={_override_value(choice)}"])
     value = parsed[0].value()
     assert value["metric"] == "val/acc_best" and value["chosen"] == 0.003
+    assert value["at_edge"] is True
     assert value["scores"] == [[0.001, 0.5], [0.003, 0.625]]  # pairs: Hydra keys are names
+
+
+@pytest.mark.parametrize(
+    ("grid", "chosen", "past"),
+    [
+        ([1e-3, 3e-3, 1e-2], 1e-2, 3e-2),  # the top: one step of the grid's ratio up
+        ([1e-3, 3e-3, 1e-2], 1e-3, 3e-4),  # the bottom: one step down
+        ([1e-3, 3e-3, 1e-2], 3e-3, None),  # inside: the grid brackets its best
+        ([1e-4, 1e-3], 1e-3, 1e-2),
+        ([5e-3], 5e-3, None),  # one rate: no step to take
+    ],
+)
+def test_a_choice_at_the_grids_edge_sends_stage_one_one_step_past_it(grid, chosen, past):
+    found = _past_edge(grid, {"chosen": chosen})
+    assert found == (pytest.approx(past) if past is not None else None)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +51,8 @@ def tuned_sweep(tmp_path_factory, data_dir):
         "-m", *[o for o in TINY_CNN if o != "callbacks=none"], "callbacks=default",
         "~callbacks.progress_bar", "~callbacks.lr_monitor",
         "method=linear_probe,last_n", "method.lr_grid=[0.001,0.03]", "seed=0,1",
-        "tune=lr", "hydra.sweeper.seeds=[0]", f"hydra.sweep.dir={root}",
+        "tune=lr", "hydra.sweeper.seeds=[0]", "hydra.sweeper.extend=1",
+        f"hydra.sweep.dir={root}",
     ]  # fmt: skip
     proc = ftlab_cli("train", *args, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -49,17 +67,27 @@ def test_stage_one_chooses_on_validation_and_stage_two_runs_every_seed_at_the_ch
     records = [load_record(p) for p in find_records(root)]
     select = [r for r in records if r.get("stage") == "select"]
     final = [r for r in records if r.get("stage") == "final"]
-    assert len(select) == 2 * 2 and len(final) == 2 * 2  # methods x rates, methods x seeds
+    # methods x (2 rates + 1 past the edge: a 2-rate grid's choice is always at an edge),
+    # methods x seeds
+    assert len(select) == 2 * 3 and len(final) == 2 * 2
     assert all(not any(k.startswith("test/") for k in r) for r in select)  # never tested
     assert all("test/acc" in r for r in final)
     tuning = json.loads((root / "tuning.json").read_text())
     for choice in tuning:
         method = next(o for o in choice["configuration"] if o.startswith("method=")).split("=")[1]
         runs = [r for r in select if r["method"] == method]
-        best = max(runs, key=lambda r: r["val/acc_best"])
-        chosen_lr = OmegaConf.load(Path(best["run_dir"]) / "config.yaml").method.lr
-        assert choice["chosen"] == pytest.approx(chosen_lr), method
-        assert choice["metric"] == "val/acc_best" and choice["grid"] == [0.001, 0.03]
+        by_lr = {
+            OmegaConf.load(Path(r["run_dir"]) / "config.yaml").method.lr: r["val/acc_best"]
+            for r in runs
+        }
+        best = max(v for v in by_lr.values() if v == v)  # NaN never wins
+        assert by_lr[choice["chosen"]] == best, (method, by_lr)  # a tie: either rate is right
+        # the first round's choice was 1e-3 or 3e-2; one more rate, a step of 30x past it
+        assert choice["metric"] == "val/acc_best" and len(choice["grid"]) == 3
+        assert choice["grid"] in ([3e-05, 0.001, 0.03], [0.001, 0.03, 0.9])
+        ran = sorted(OmegaConf.load(Path(r["run_dir"]) / "config.yaml").method.lr for r in runs)
+        assert ran == pytest.approx(choice["grid"])
+        assert choice["at_edge"] == (choice["chosen"] in (choice["grid"][0], choice["grid"][-1]))
         for record in (r for r in final if r["method"] == method):
             config = OmegaConf.load(Path(record["run_dir"]) / "config.yaml")
             assert config.method.lr == pytest.approx(choice["chosen"])
@@ -78,16 +106,18 @@ def test_the_tuned_sweeps_report_shows_the_choice_and_compares_only_final_runs(t
     }
     assert "- Training budget: 1 epoch for every run." in md
     assert "Learning rate: chosen per method on validation (`val/acc_best`), never on test" in md
-    assert "its 4 selection runs are not in the comparison" in md
+    assert "its 6 selection runs are not in the comparison" in md
     section = md.split("## Learning rate chosen on validation", 1)[1].split("##", 1)[0]
     assert "on seed 0," in section
     for method, choice in tuning.items():
         row = next(ln for ln in section.splitlines() if f"| {method}" in ln)
-        chosen = "1e-3" if choice["chosen"] == pytest.approx(0.001) else "3e-2"
-        assert row.rstrip().endswith(f"| {chosen} |"), row
+        chosen = {0.001: "1e-3", 0.03: "3e-2", 0.9: "9e-1", 3e-05: "3e-5"}[choice["chosen"]]
+        edge = " *(edge)*" if choice["at_edge"] else ""
+        assert row.rstrip().endswith(f"| {chosen}{edge} |"), row
         assert f"**{chosen}: " in row  # the chosen rate's score in bold
         shown = [float(cell.split(":")[1].strip(" *")) for cell in row.split("|")[-3].split(",")]
-        assert shown == pytest.approx([100 * v for v in choice["scores"].values()], abs=0.006)
+        scores = [100 * choice["scores"][f"{lr:g}"] for lr in choice["grid"]]
+        assert shown == pytest.approx(scores, abs=0.006)  # in the grid's order
     # the comparison: one row per method over its 2 final seeds, none of the selection runs
     table = md.split("## Comparison", 1)[1].split("## Learning rate", 1)[0]
     rows = [ln for ln in table.splitlines() if "| linear_probe |" in ln or "| last_n" in ln]

@@ -9,7 +9,10 @@ seed), each learning rate of its method's grid (``method.lr_grid``; else ``facto
 ``method.lr``) on the selection seeds (``seeds``), fitting and validating only
 (``test=false``: the test split is never looked at to choose). The rate with the best mean
 validation score (the task's: ``val/acc_best``, or the lowest ``val/loss_best``) is that
-configuration's. Stage 2 (``stage=final``) runs every job of the sweep at its
+configuration's. A rate chosen at the edge of its grid says the best may lie beyond it, so
+stage 1 then tries one more rate past that edge (the grid's own step), up to ``extend``
+times per configuration; a choice still at the edge after that is recorded as such
+(``at_edge``) and the report says so. Stage 2 (``stage=final``) runs every job of the sweep at its
 configuration's rate, each run recording the grid, the scores and the choice
 (``tuning``); ``<sweep dir>/tuning.json`` holds them all. ``from_dir=<a sweep dir>`` takes
 the choices from an earlier search instead of stage 1 (an Optuna search,
@@ -21,7 +24,9 @@ resumes: finished jobs are not trained again.
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,9 +36,10 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from ftlab.errors import ConfigError, exit_on_user_error
+from ftlab.errors import ConfigError, exit_on_user_error, one_line
 from ftlab.records import DONE, find_records, load_record
 
+log = logging.getLogger(__name__)
 TUNING_FILE = "tuning.json"
 #: overrides that tell a job apart from its configuration's other jobs
 SEED_KEYS = ("seed",)
@@ -47,11 +53,13 @@ class TunedSweeper(BasicSweeper):
         seeds: Sequence[int] = (0,),
         factors: Sequence[float] = (1 / 3, 1.0, 3.0),
         from_dir: str | None = None,
+        extend: int = 2,
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, params=dict(params or {}))
         self.seeds = [int(s) for s in seeds]
         self.factors = [float(f) for f in factors]
         self.from_dir = Path(from_dir).expanduser() if from_dir else None
+        self.extend = int(extend)
 
     # -- the sweep ---------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> Any:
@@ -65,6 +73,10 @@ class TunedSweeper(BasicSweeper):
             raise ConfigError("hydra.sweeper.seeds is empty; name at least one seed to select on.")
         if any(f <= 0 for f in self.factors):
             raise ConfigError(f"hydra.sweeper.factors={self.factors} must all be > 0.")
+        if self.extend < 0:
+            raise ConfigError(
+                f"hydra.sweeper.extend={self.extend} must be >= 0 (0: never go past a grid)."
+            )
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -80,13 +92,21 @@ class TunedSweeper(BasicSweeper):
             returns = []
         else:
             grids = {key: self._grid(list(key)) for key in groups}
-            select = [
-                [*key, f"seed={seed}", f"method.lr={lr!r}", "test=false", "stage=select"]
-                for key, grid in grids.items()
-                for seed in self.seeds
-                for lr in grid
-            ]
-            returns, next_index = self._launch(select, 0)
+            returns, next_index = self._launch(self._select_jobs(grids), 0)
+            # rounds past the edges: each a batch of its own, in a fixed order, so that a
+            # rerun numbers its jobs as the first attempt did and resumes
+            for _ in range(self.extend):
+                beyond = {
+                    key: [lr]
+                    for key, grid in grids.items()
+                    if grid and (lr := _past_edge(grid, self._choose(key, grid, sweep_dir)))
+                }
+                if not beyond:
+                    break
+                more, next_index = self._launch(self._select_jobs(beyond), next_index)
+                returns += more
+                for key, lrs in beyond.items():
+                    grids[key] = sorted([*grids[key], *lrs])
             choices = {
                 key: self._choose(key, grids[key], sweep_dir) if grids[key] else _as_is(key)
                 for key in groups
@@ -102,6 +122,14 @@ class TunedSweeper(BasicSweeper):
             [{"configuration": list(key), **choice} for key, choice in choices.items()],
         )
         return [*returns, *done]
+
+    def _select_jobs(self, grids: dict[tuple[str, ...], list[float]]) -> list[list[str]]:
+        return [
+            [*key, f"seed={seed}", f"method.lr={lr!r}", "test=false", "stage=select"]
+            for key, grid in grids.items()
+            for seed in self.seeds
+            for lr in grid
+        ]
 
     def _launch(self, jobs: list[list[str]], start: int) -> tuple[list, int]:
         returns: list = []
@@ -146,10 +174,15 @@ class TunedSweeper(BasicSweeper):
                 scores[lr].append(float(value))
         means = {lr: sum(v) / len(v) for lr, v in scores.items() if v}
         if not means:
-            raise ConfigError(
-                f"no selection run of {' '.join(key) or 'the sweep'} finished with a validation "
-                f"score (see {sweep_dir}); the tuned sweep cannot choose its learning rate."
-            )
+            # every selection run was skipped (a method the backbone cannot take) or failed:
+            # nothing to choose, and the sweep goes on; the final runs keep the config's rate
+            # and record why (a skipped method is skipped again there, with its reason)
+            why = _why_none(sweep_dir, key)
+            log.warning(f"{' '.join(key) or 'the sweep'}: no rate chosen ({why})")
+            return {
+                "param": "method.lr", "metric": metric, "seeds": self.seeds, "grid": grid,
+                "scores": {}, "chosen": None, "not_chosen": why,
+            }  # fmt: skip
         chosen = (min if lower else max)(means, key=means.get)
         return {
             "param": "method.lr",
@@ -158,6 +191,7 @@ class TunedSweeper(BasicSweeper):
             "grid": grid,
             "scores": {f"{lr:g}": round(means[lr], 6) for lr in grid if lr in means},
             "chosen": chosen,
+            "at_edge": len(grid) > 1 and chosen in (min(grid), max(grid)),
         }
 
     def _from_earlier(self, key: tuple[str, ...]) -> dict:
@@ -180,6 +214,33 @@ class TunedSweeper(BasicSweeper):
             "scores": {f"{_lr(r):g}": round(r[metric], 6) for r in runs},
             "chosen": _lr(best),
         }
+
+
+def _past_edge(grid: list[float], choice: dict) -> float | None:
+    """The next rate past the grid's edge the choice sits on: a step of the grid's own ratio
+    there, to one significant digit as people write rates (1e-2 chosen over [1e-3, 3e-3,
+    1e-2] gives 3e-2), or None for a choice inside the grid (or a grid of one rate)."""
+    grid = sorted(grid)
+    chosen = choice["chosen"]
+    if len(grid) < 2 or chosen not in (grid[0], grid[-1]):
+        return None
+    step = grid[-1] / grid[-2] if chosen == grid[-1] else grid[0] / grid[1]
+    return float(f"{chosen * step:.1g}")
+
+
+def _why_none(sweep_dir: Path, key: tuple[str, ...]) -> str:
+    """Why no selection run of a configuration has a score: the first skipped or failed
+    run's reason, in a line."""
+    wanted = {*key, "stage=select"}  # a run skipped before it started records no stage
+    for path in find_records(sweep_dir):
+        record = load_record(path)
+        if record.get("status") == DONE:
+            continue
+        if wanted <= set(_overrides(Path(record["run_dir"]))):
+            reason = record.get("reason") or record.get("error") or "no reason recorded"
+            reason = re.sub(r"[\\${}'\"]", "", one_line(str(reason), 200))  # override-safe
+            return f"selection runs {record.get('status')}: {reason}"
+    return "no selection run finished with a validation score"
 
 
 def _rate(choice: dict) -> list[str]:

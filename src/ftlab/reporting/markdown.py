@@ -143,7 +143,16 @@ def _selection_section(selected: pd.DataFrame) -> list[str]:
             f"Stage 1 of the tuned sweep trained each configuration at every rate of its "
             f"grid{on}, fitting and validating only (test never looked at); the rate "
             f"with the best mean validation score was chosen and every seed ran at it (the "
-            f"comparison above). Those selection runs are not in the comparison.",
+            f"comparison above). Those selection runs are not in the comparison. A rate "
+            f"chosen at the edge of its grid sent stage 1 one step past it "
+            f"(`hydra.sweeper.extend` times at most).",
+            "",
+        ]
+    edges = [r for r in selected.itertuples(index=False) if _at_edge(r.grid, r.chosen)]
+    if edges:
+        out += [
+            f"*(edge)*: still the highest or lowest rate tried, so the best rate may lie "
+            f"further out ({', '.join(sorted({_text(r.method) for r in edges}))}).",
             "",
         ]
     show_spc = varies(selected["samples_per_class"])
@@ -166,10 +175,16 @@ def _selection_section(selected: pd.DataFrame) -> list[str]:
                 cell = f"{rate(lr)}: {score}"
                 tried.append(f"**{cell}**" if lr == r.chosen else cell)
             cells += [f"`{r.param}`", ", ".join(tried) or DASH]
-            cells += [rate(r.chosen) if r.chosen is not None else "not yet (no final runs)"]
+            edge = " *(edge)*" if _at_edge(r.grid, r.chosen) else ""
+            cells += [rate(r.chosen) + edge if r.chosen is not None else "not yet (no final runs)"]
             rows.append(cells)
         out += [*_table(headers, rows), ""]
     return out
+
+
+def _at_edge(grid: list[float], chosen: float | None) -> bool:
+    """Whether a choice is its grid's highest or lowest rate (of a grid of two or more)."""
+    return chosen is not None and len(grid) > 1 and chosen in (min(grid), max(grid))
 
 
 def _group_title(group: pd.DataFrame) -> str:
