@@ -182,3 +182,32 @@ def test_a_budget_that_is_not_a_number_and_a_unit_is_a_sentence(budget, make_cfg
         ConfigError, match=r"is not a number and a unit; use e.g. budget='200 steps'"
     ):
         apply_budget(make_cfg(f"budget='{budget}'"))
+
+
+def test_a_method_the_backbone_cannot_take_is_skipped_without_stopping_the_tuned_sweep(
+    tmp_path, data_dir
+):
+    # prompts need a token input, which a CNN lacks: every selection run is skipped, so no
+    # rate is chosen; the sweep still finishes, the final run skipped with its reason
+    proc = ftlab_cli(
+        "train", "-m", *TINY_CNN, "method=prompt", "method.lr_grid=[0.001,0.01]", "tune=lr",
+        f"hydra.sweep.dir={tmp_path}", timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (choice,) = json.loads((tmp_path / "tuning.json").read_text())
+    assert choice["chosen"] is None
+    assert choice["not_chosen"].startswith(
+        "selection runs skipped: method=prompt needs token_input"
+    )
+    records = [load_record(p) for p in find_records(tmp_path)]
+    assert len(records) == 3 and all(r["status"] == "skipped" for r in records)  # 2 rates + final
+
+
+def test_a_negative_extend_is_a_sentence(tmp_path, data_dir):
+    proc = ftlab_cli(
+        "train", "-m", *TINY_CNN, "method=linear_probe", "tune=lr", "hydra.sweeper.extend=-1",
+        f"hydra.sweep.dir={tmp_path}", timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "hydra.sweeper.extend=-1 must be >= 0 (0: never go past a grid)" in proc.stderr
+    assert not list(tmp_path.glob("*/results.json"))  # nothing trained
