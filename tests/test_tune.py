@@ -203,11 +203,47 @@ def test_a_method_the_backbone_cannot_take_is_skipped_without_stopping_the_tuned
     assert len(records) == 3 and all(r["status"] == "skipped" for r in records)  # 2 rates + final
 
 
-def test_a_negative_extend_is_a_sentence(tmp_path, data_dir):
+@pytest.mark.parametrize(
+    ("override", "sentence"),
+    [
+        ("hydra.sweeper.extend=-1", "hydra.sweeper.extend=-1 must be >= 0 (0: never go past"),
+        ("method.lr_grid=[0.01,-1]", "method.lr_grid=[0.01, -1.0] of method=linear_probe must"),
+    ],
+)
+def test_a_sweep_level_mistake_is_a_sentence_before_any_job(tmp_path, data_dir, override, sentence):
     proc = ftlab_cli(
-        "train", "-m", *TINY_CNN, "method=linear_probe", "tune=lr", "hydra.sweeper.extend=-1",
+        "train", "-m", *TINY_CNN, "method=linear_probe", "tune=lr", override,
         f"hydra.sweep.dir={tmp_path}", timeout=300,
     )  # fmt: skip
-    assert proc.returncode == 2
-    assert "hydra.sweeper.extend=-1 must be >= 0 (0: never go past a grid)" in proc.stderr
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert sentence in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.glob("*/results.json"))  # nothing trained
+
+
+def test_the_selection_table_marks_an_edge_and_says_why_nothing_was_chosen():
+    import pandas as pd
+
+    from ftlab.reporting.markdown import _selection_section
+    from ftlab.reporting.protocol import SELECTION_COLUMNS
+
+    base = {
+        "model": "minilm", "data": "rotten_tomatoes", "task": "classify",
+        "samples_per_class": 150, "param": "method.lr", "metric": "val/acc_best",
+        "seeds": [0], "source": None, "not_chosen": None,
+    }  # fmt: skip
+    rows = [
+        {**base, "method": "lora", "grid": [1e-3, 1e-2, 3e-2],
+         "scores": {1e-3: 0.6, 1e-2: 0.7, 3e-2: 0.72}, "chosen": 3e-2},
+        {**base, "method": "full", "grid": [1e-4, 3e-4, 1e-3],
+         "scores": {1e-4: 0.7, 3e-4: 0.74, 1e-3: 0.6}, "chosen": 3e-4},
+        {**base, "method": "vera", "grid": [1e-2], "scores": {}, "chosen": None,
+         "not_chosen": "selection runs failed: CUDA out of memory"},
+    ]  # fmt: skip
+    md = "\n".join(_selection_section(pd.DataFrame(rows, columns=list(SELECTION_COLUMNS))))
+    line = {
+        m: next(ln for ln in md.splitlines() if f"| {m} |" in ln) for m in ("lora", "full", "vera")
+    }
+    assert line["lora"].endswith("| 3e-2 *(edge)* |") and "**3e-2: 72.00**" in line["lora"]
+    assert line["full"].endswith("| 3e-4 |")  # inside its grid: no mark
+    assert "none (selection runs failed: CUDA out of memory); the config's rate" in line["vera"]
+    assert "may lie further out (lora)" in md

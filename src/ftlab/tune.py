@@ -152,7 +152,13 @@ class TunedSweeper(BasicSweeper):
         method = self._job_config(configuration).method
         grid = OmegaConf.select(method, "lr_grid", default=None)
         if grid is not None:  # [] (zero_shot): nothing trains, nothing to tune
-            return [float(lr) for lr in grid]
+            rates = [float(lr) for lr in grid]
+            if any(not lr > 0 for lr in rates):  # before any job: not one failure per rate
+                raise ConfigError(
+                    f"method.lr_grid={rates} of method={method.get('name')} must hold rates "
+                    "> 0, e.g. method.lr_grid=[1e-3,3e-3,1e-2]."
+                )
+            return rates
         if method.get("lr") is None:
             raise ConfigError(
                 f"method={method.get('name')} has neither method.lr_grid nor method.lr to "

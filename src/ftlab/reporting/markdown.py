@@ -176,7 +176,12 @@ def _selection_section(selected: pd.DataFrame) -> list[str]:
                 tried.append(f"**{cell}**" if lr == r.chosen else cell)
             cells += [f"`{r.param}`", ", ".join(tried) or DASH]
             edge = " *(edge)*" if _at_edge(r.grid, r.chosen) else ""
-            cells += [rate(r.chosen) + edge if r.chosen is not None else "not yet (no final runs)"]
+            if pd.notna(r.chosen):  # a column of rates holds NaN where none was chosen
+                cells += [rate(r.chosen) + edge]
+            elif isinstance(r.not_chosen, str):  # every selection run failed: default rate
+                cells += [f"none ({r.not_chosen}); the config's rate"]
+            else:
+                cells += ["not yet (no final runs)"]
             rows.append(cells)
         out += [*_table(headers, rows), ""]
     return out
@@ -184,7 +189,7 @@ def _selection_section(selected: pd.DataFrame) -> list[str]:
 
 def _at_edge(grid: list[float], chosen: float | None) -> bool:
     """Whether a choice is its grid's highest or lowest rate (of a grid of two or more)."""
-    return chosen is not None and len(grid) > 1 and chosen in (min(grid), max(grid))
+    return pd.notna(chosen) and len(grid) > 1 and chosen in (min(grid), max(grid))
 
 
 def _group_title(group: pd.DataFrame) -> str:

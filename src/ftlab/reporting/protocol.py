@@ -17,7 +17,7 @@ from ftlab.reporting.load import FINAL, SELECT, ZERO_SHOT, run_config
 NOT_STATED = "not stated"
 SELECTION_COLUMNS = (
     "model", "method", "data", "task", "samples_per_class", "param", "metric", "seeds",
-    "grid", "scores", "chosen", "source",
+    "grid", "scores", "chosen", "source", "not_chosen",
 )  # fmt: skip
 
 
@@ -107,6 +107,7 @@ def selection(df: pd.DataFrame) -> pd.DataFrame:
                 "scores": scores,
                 "chosen": None if chosen is None else _key(chosen),
                 "source": record.get("from"),
+                "not_chosen": record.get("not_chosen"),  # why stage 1 chose nothing
             }
         )
     return pd.DataFrame(rows, columns=list(SELECTION_COLUMNS))
