@@ -8,8 +8,8 @@ The sweep's jobs are whatever its parameters make (methods x seeds x ...). Stage
 seed), each learning rate of its method's grid (``method.lr_grid``; else ``factors`` times
 ``method.lr``) on the selection seeds (``seeds``), fitting and validating only
 (``test=false``: the test split is never looked at to choose). The rate with the best mean
-validation score (the task's: ``val/acc_best``, or the lowest ``val/loss_best``) is that
-configuration's. A rate chosen at the edge of its grid says the best may lie beyond it, so
+validation score (the task's: ``val/acc_best``, or the lowest ``val/loss_best``; a tie goes
+to the lower rate) is that configuration's. A rate chosen at the edge of its grid says the best may lie beyond it, so
 stage 1 then tries one more rate past that edge (the grid's own step), up to ``extend``
 times per configuration; a choice still at the edge after that is recorded as such
 (``at_edge``) and the report says so. Stage 2 (``stage=final``) runs every job of the sweep at its
@@ -178,7 +178,8 @@ class TunedSweeper(BasicSweeper):
             lr = _lr(record)
             if lr in scores and isinstance(value, int | float) and math.isfinite(value):
                 scores[lr].append(float(value))
-        means = {lr: sum(v) / len(v) for lr, v in scores.items() if v}
+        # ascending, so that max/min keep the first best: a tie goes to the lower rate
+        means = {lr: sum(v) / len(v) for lr, v in sorted(scores.items()) if v}
         if not means:
             # every selection run was skipped (a method the backbone cannot take) or failed:
             # nothing to choose, and the sweep goes on; the final runs keep the config's rate
