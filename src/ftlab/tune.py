@@ -56,10 +56,9 @@ class TunedSweeper(BasicSweeper):
         extend: int = 2,
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, params=dict(params or {}))
-        self.seeds = [int(s) for s in seeds]
-        self.factors = [float(f) for f in factors]
+        # checked in sweep(), where a mistake is one sentence and exit 2
+        self._settings = {"seeds": seeds, "factors": factors, "extend": extend}
         self.from_dir = Path(from_dir).expanduser() if from_dir else None
-        self.extend = int(extend)
 
     # -- the sweep ---------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> Any:
@@ -69,6 +68,13 @@ class TunedSweeper(BasicSweeper):
 
     def _sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None
+        seeds, factors, extend = self._settings.values()
+        self.seeds = [_typed(int, "seeds", s, "[0,1]") for s in _listed("seeds", seeds, "[0,1]")]
+        self.factors = [
+            _typed(float, "factors", f, "[0.3333,1.0,3.0]")
+            for f in _listed("factors", factors, "[0.3333,1.0,3.0]")
+        ]
+        self.extend = _typed(int, "extend", extend, "2")
         if not self.seeds:
             raise ConfigError("hydra.sweeper.seeds is empty; name at least one seed to select on.")
         if any(f <= 0 for f in self.factors):
@@ -221,6 +227,31 @@ class TunedSweeper(BasicSweeper):
             "scores": {f"{_lr(r):g}": round(r[metric], 6) for r in runs},
             "chosen": _lr(best),
         }
+
+
+def _listed(key: str, value: Any, example: str) -> list:
+    """A sweeper list setting as a list: ``seeds=12`` is not the seeds 1 and 2."""
+    if isinstance(value, str | int | float) or value is None:
+        raise ConfigError(
+            f"hydra.sweeper.{key}={value!r} must be a list, e.g. hydra.sweeper.{key}={example}."
+        )
+    return list(value)
+
+
+def _typed(kind: type, key: str, value: Any, example: str) -> Any:
+    """``kind(value)``, or a sentence naming the sweeper setting and its expected type."""
+    try:
+        if isinstance(value, bool) or (
+            kind is int and isinstance(value, float) and not value.is_integer()
+        ):
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        what = "whole numbers" if kind is int else "numbers"
+        raise ConfigError(
+            f"hydra.sweeper.{key} holds {value!r}; it takes {what}, e.g. "
+            f"hydra.sweeper.{key}={example}."
+        ) from None
 
 
 def _past_edge(grid: list[float], choice: dict) -> float | None:
