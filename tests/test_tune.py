@@ -208,9 +208,9 @@ def test_a_method_the_backbone_cannot_take_is_skipped_without_stopping_the_tuned
     [
         ("hydra.sweeper.extend=-1", "hydra.sweeper.extend=-1 must be >= 0 (0: never go past"),
         ("method.lr_grid=[0.01,-1]", "method.lr_grid=[0.01, -1.0] of method=linear_probe must"),
-        ("hydra.sweeper.extend=two", "hydra.sweeper.extend holds 'two'; it takes whole numbers"),
-        ("hydra.sweeper.seeds=12", "hydra.sweeper.seeds=12 must be a list, e.g. hydra.sweeper"),
-        ("hydra.sweeper.factors=[1,x]", "hydra.sweeper.factors holds 'x'; it takes numbers"),
+        ("hydra.sweeper.extend=two", "hydra.sweeper.extend='two' must be an integer (int)"),
+        ("hydra.sweeper.seeds=12", "hydra.sweeper.seeds=12 must be a list of integers"),
+        ("hydra.sweeper.factors=[1,x]", "hydra.sweeper.factors=[1, 'x'] must be a list of numbers"),
     ],
 )
 def test_a_sweep_level_mistake_is_a_sentence_before_any_job(tmp_path, data_dir, override, sentence):

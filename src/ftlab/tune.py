@@ -28,7 +28,6 @@ import logging
 import math
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from omegaconf import OmegaConf
 
 from ftlab.errors import ConfigError, exit_on_user_error, one_line
 from ftlab.records import DONE, find_records, load_record
+from ftlab.settings import check_types
 
 log = logging.getLogger(__name__)
 TUNING_FILE = "tuning.json"
@@ -50,8 +50,8 @@ class TunedSweeper(BasicSweeper):
         self,
         max_batch_size: int | None = None,
         params: dict[str, str] | None = None,
-        seeds: Sequence[int] = (0,),
-        factors: Sequence[float] = (1 / 3, 1.0, 3.0),
+        seeds: list[int] = [0],  # noqa: B006 (read, never changed)
+        factors: list[float] = [1 / 3, 1.0, 3.0],  # noqa: B006
         from_dir: str | None = None,
         extend: int = 2,
     ) -> None:
@@ -68,13 +68,11 @@ class TunedSweeper(BasicSweeper):
 
     def _sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None
-        seeds, factors, extend = self._settings.values()
-        self.seeds = [_typed(int, "seeds", s, "[0,1]") for s in _listed("seeds", seeds, "[0,1]")]
-        self.factors = [
-            _typed(float, "factors", f, "[0.3333,1.0,3.0]")
-            for f in _listed("factors", factors, "[0.3333,1.0,3.0]")
-        ]
-        self.extend = _typed(int, "extend", extend, "2")
+        # settings.check_types, as for method.* and data.*: "extend=two" is a sentence
+        check_types(type(self), self._settings, "hydra.sweeper.")
+        self.seeds = [int(s) for s in self._settings["seeds"]]
+        self.factors = [float(f) for f in self._settings["factors"]]
+        self.extend = int(self._settings["extend"])
         if not self.seeds:
             raise ConfigError("hydra.sweeper.seeds is empty; name at least one seed to select on.")
         if any(f <= 0 for f in self.factors):
@@ -227,31 +225,6 @@ class TunedSweeper(BasicSweeper):
             "scores": {f"{_lr(r):g}": round(r[metric], 6) for r in runs},
             "chosen": _lr(best),
         }
-
-
-def _listed(key: str, value: Any, example: str) -> list:
-    """A sweeper list setting as a list: ``seeds=12`` is not the seeds 1 and 2."""
-    if isinstance(value, str | int | float) or value is None:
-        raise ConfigError(
-            f"hydra.sweeper.{key}={value!r} must be a list, e.g. hydra.sweeper.{key}={example}."
-        )
-    return list(value)
-
-
-def _typed(kind: type, key: str, value: Any, example: str) -> Any:
-    """``kind(value)``, or a sentence naming the sweeper setting and its expected type."""
-    try:
-        if isinstance(value, bool) or (
-            kind is int and isinstance(value, float) and not value.is_integer()
-        ):
-            raise ValueError
-        return kind(value)
-    except (TypeError, ValueError):
-        what = "whole numbers" if kind is int else "numbers"
-        raise ConfigError(
-            f"hydra.sweeper.{key} holds {value!r}; it takes {what}, e.g. "
-            f"hydra.sweeper.{key}={example}."
-        ) from None
 
 
 def _past_edge(grid: list[float], choice: dict) -> float | None:
