@@ -242,15 +242,10 @@ def _past_edge(grid: list[float], choice: dict) -> float | None:
 def _why_none(sweep_dir: Path, key: tuple[str, ...]) -> str:
     """Why no selection run of a configuration has a score: the first skipped or failed
     run's reason, in a line."""
-    wanted = {*key, "stage=select"}  # a run skipped before it started records no stage
-    for path in find_records(sweep_dir):
-        record = load_record(path)
-        if record.get("status") == DONE:
-            continue
-        if wanted <= set(_overrides(Path(record["run_dir"]))):
-            reason = record.get("reason") or record.get("error") or "no reason recorded"
-            reason = re.sub(r"[\\${}'\"]", "", one_line(str(reason), 200))  # override-safe
-            return f"selection runs {record.get('status')}: {reason}"
+    for record in _records(sweep_dir, stage="select", configuration=key, done=False):
+        reason = record.get("reason") or record.get("error") or "no reason recorded"
+        reason = re.sub(r"[\\${}'\"]", "", one_line(str(reason), 200))  # override-safe
+        return f"selection runs {record.get('status')}: {reason}"
     return "no selection run finished with a validation score"
 
 
@@ -295,17 +290,21 @@ def _is_number(text: Any) -> bool:
 NOT_MATCHED = ("method.lr=", "tune=", "hparams_search=")
 
 
-def _records(root: Path, stage: str | None = None, configuration=None) -> list[dict]:
-    """The done records under ``root`` (of ``stage``), of the runs whose overrides hold
-    every override of ``configuration`` but the learning rate's."""
+def _records(
+    root: Path, stage: str | None = None, configuration=None, done: bool = True
+) -> list[dict]:
+    """The records under ``root`` (done ones, or with ``done=False`` the others: skipped,
+    failed), of ``stage`` (by the job's ``stage=`` override: a run skipped before it
+    started records no stage), of the runs whose overrides hold every override of
+    ``configuration`` but the learning rate's."""
     wanted = {o for o in configuration or () if not o.startswith(NOT_MATCHED)}
+    wanted |= {f"stage={stage}"} if stage else set()
     found = []
     for path in find_records(root):
         record = load_record(path)
-        if record.get("status") != DONE or (stage and record.get("stage") != stage):
+        if (record.get("status") == DONE) != done:
             continue
-        overrides = set(_overrides(Path(record["run_dir"])))
-        if wanted <= overrides:
+        if wanted <= set(_overrides(Path(record["run_dir"]))):
             found.append(record)
     return found
 
