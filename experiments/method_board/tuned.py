@@ -94,8 +94,7 @@ def half(name: str) -> list[str]:
     for method in order:
         choice = tuning.get(method, {})
         chosen = choice.get("chosen")
-        grid = [float(g) for g in choice.get("grid") or []]
-        edge = len(grid) > 1 and chosen is not None and chosen in (min(grid), max(grid))
+        edge = choice.get("at_edge", False)  # the sweeper records it with the choice
         default = default_rate(method)
         lines.append(
             f"| {method} | {rate(default) if default is not None else '—'} "
